@@ -1,0 +1,31 @@
+"""gpt_hybrid: GPT-2 text generation from Python.
+
+A Rust extension does the work that is slow in Python (byte-level BPE tokenization, batched
+sampling, incremental detokenization, BPE training); PyTorch runs the GPT-2 transformer,
+loaded from safetensors, inside a continuous-batching generation engine.
+
+>>> import gpt_hybrid as gh
+>>> gh.__version__
+'0.1.0'
+"""
+
+from gpt_hybrid._native import __version__
+
+# tokenizer: (names added by the tokenizer work)
+
+# sampling: (names added by the sampler work)
+
+# model: (names added by the model work)
+
+# engine: (names added by the engine work)
+
+# training: (names added by the trainer work)
+
+__all__ = [
+    "__version__",
+    # tokenizer
+    # sampling
+    # model
+    # engine
+    # training
+]
