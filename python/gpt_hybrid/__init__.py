@@ -21,6 +21,8 @@ from gpt_hybrid._native import __version__
 
 # training: (names added by the trainer work)
 
+# integrations: imported lazily (gpt_hybrid.integrations.ray); not re-exported here
+
 __all__ = [
     "__version__",
     # tokenizer
