@@ -34,6 +34,7 @@ import json
 import math
 import os
 import random
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -183,17 +184,22 @@ def build_model(config: dict) -> torch.nn.Module:
 
 
 def save_assets(model, tok, config: dict, meta: dict, out: Path) -> None:
-    """Write the model, tokenizer and training record to ``out``, each file atomically."""
+    """Write the model, tokenizer and training record to ``out``.
+
+    Everything is written into a scratch folder first and then renamed file by file, so a run
+    killed while saving never leaves a half-written file in ``out``.
+    """
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    # config.json is ours (model.save_pretrained may write its own; this one is the HF form).
-    tmp = out / "config.json.tmp"
-    tmp.write_text(json.dumps(config, indent=2) + "\n")
-    tmp.replace(out / "config.json")
-    tmp = out / "training.json.tmp"
-    tmp.write_text(json.dumps(meta, indent=2) + "\n")
-    tmp.replace(out / "training.json")
+    scratch = out / ".saving"
+    shutil.rmtree(scratch, ignore_errors=True)
+    model.save_pretrained(scratch)
+    tok.save_pretrained(scratch)
+    # Our config.json: the Hugging Face GPT-2 form, which transformers loads as well.
+    (scratch / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (scratch / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    for f in sorted(scratch.iterdir()):
+        os.replace(f, out / f.name)
+    scratch.rmdir()
 
 
 def main(argv: list[str] | None = None) -> int:
