@@ -15,7 +15,8 @@ from gpt_hybrid._native import __version__
 
 # sampling: (names added by the sampler work)
 
-# model: (names added by the model work)
+# model
+from gpt_hybrid.model import GPT2, GPT2Config
 
 # engine: (names added by the engine work)
 
@@ -28,6 +29,8 @@ __all__ = [
     # tokenizer
     # sampling
     # model
+    "GPT2",
+    "GPT2Config",
     # engine
     # training
 ]

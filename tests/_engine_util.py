@@ -1,0 +1,45 @@
+"""Helpers for the model/loading/engine tests: tiny HF checkpoints and a reference generate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+
+def make_hf_checkpoint(directory: Path, seed: int = 0, **config_kwargs) -> Path:
+    """Saves a randomly initialised HF ``GPT2LMHeadModel`` (safetensors) and returns the dir."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    defaults = dict(n_layer=2, n_head=4, n_embd=64, vocab_size=300, n_positions=128)
+    defaults.update(config_kwargs)
+    model = GPT2LMHeadModel(GPT2Config(**defaults)).eval()
+    # Random init gives near-uniform logits; scale the embeddings so that greedy choices are
+    # well separated and comparisons are meaningful.
+    with torch.no_grad():
+        model.transformer.wte.weight.mul_(20.0)
+    model.save_pretrained(directory, safe_serialization=True)
+    return Path(directory)
+
+
+def load_hf(directory: Path):
+    """The HF peer, eval mode, fp32, eager attention off (SDPA, as users get by default)."""
+    from transformers import GPT2LMHeadModel
+
+    return GPT2LMHeadModel.from_pretrained(directory).eval()
+
+
+@torch.no_grad()
+def reference_generate(model, prompt: list[int], max_new_tokens: int, eos: int | None = None):
+    """Slow, obviously correct greedy generate: no cache, one row at a time, full forward."""
+    ids = list(prompt)
+    out = []
+    for _ in range(max_new_tokens):
+        logits = model(torch.tensor([ids]))[0, -1]
+        nxt = int(torch.argmax(logits))
+        out.append(nxt)
+        ids.append(nxt)
+        if eos is not None and nxt == eos:
+            break
+    return out
