@@ -65,20 +65,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch intra-op threads")
     p.add_argument("--val-fraction", type=float, default=0.01, help="tail of each file held out")
     p.add_argument("--max-chars", type=int, default=0, help="cap per file (0: all), for smoke runs")
+    p.add_argument(
+        "--bpe-trainer", choices=["ours", "hf"], default="ours", help="hf: fallback only"
+    )
     p.add_argument("--vocab-size", type=int, default=4096, help="including <|endoftext|>")
     p.add_argument("--n-layer", type=int, default=4)
     p.add_argument("--n-head", type=int, default=4)
     p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--n-ctx", type=int, default=128, help="context length (n_positions)")
     p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--steps", type=int, default=2400)
+    p.add_argument("--steps", type=int, default=1500)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--min-lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--eval-every", type=int, default=200)
-    p.add_argument("--eval-batches", type=int, default=40)
+    p.add_argument("--eval-every", type=int, default=150)
+    p.add_argument("--eval-batches", type=int, default=20)
     return p.parse_args(argv)
 
 
@@ -169,11 +172,54 @@ def model_config(args: argparse.Namespace, eot_id: int) -> dict:
     }
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
-    """Our byte-level BPE trainer, GPT-2 pre-tokenization, <|endoftext|> as the last id."""
+def train_tokenizer(texts: list[str], vocab_size: int, trainer: str = "ours"):
+    """A byte-level BPE tokenizer, GPT-2 pre-tokenization, <|endoftext|> as the last id.
+
+    ``trainer="ours"`` is :func:`gpt_hybrid.train_bpe`. ``trainer="hf"`` (Hugging Face
+    tokenizers' BpeTrainer) exists only as a fallback for when ours is unavailable; the
+    shipped model records which one made it in ``training.json``.
+    """
+    if trainer == "hf":
+        return HFTokenizer.train(texts, vocab_size)
     import gpt_hybrid as gh
 
     return gh.train_bpe(texts, vocab_size, pattern="gpt2", special_tokens={EOT: vocab_size - 1})
+
+
+class HFTokenizer:
+    """The few ``gpt_hybrid.Tokenizer`` methods this script uses, over HF tokenizers."""
+
+    def __init__(self, tok) -> None:
+        self.tok = tok
+        self.n_vocab = tok.get_vocab_size()
+        self.eot_token = tok.token_to_id(EOT)
+
+    @classmethod
+    def train(cls, texts: list[str], vocab_size: int) -> HFTokenizer:
+        from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+        tok = Tokenizer(models.BPE())
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size - 1,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        tok.train_from_iterator(texts, trainer)
+        tok.add_special_tokens([EOT])  # after training: it gets the last id
+        return cls(tok)
+
+    def encode_ordinary_batch(self, texts: list[str]) -> list[list[int]]:
+        return [e.ids for e in self.tok.encode_batch(texts)]
+
+    def save_pretrained(self, path: Path) -> None:
+        Path(path).mkdir(parents=True, exist_ok=True)
+        self.tok.save(str(Path(path) / "tokenizer.json"))
+        self.tok.model.save(str(path))  # vocab.json + merges.txt
+
+    def __repr__(self) -> str:
+        return f"HFTokenizer(n_vocab={self.n_vocab})"
 
 
 def build_model(config: dict) -> torch.nn.Module:
@@ -218,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.time()
     eot_id = args.vocab_size - 1
-    tok = train_tokenizer(train_texts, args.vocab_size)
+    tok = train_tokenizer(train_texts, args.vocab_size, args.bpe_trainer)
     log(f"tokenizer: {tok!r} trained in {time.time() - t0:.1f}s")
     if tok.n_vocab != args.vocab_size or tok.eot_token != eot_id:
         raise SystemExit(f"tokenizer has n_vocab={tok.n_vocab}, eot={tok.eot_token}")
@@ -249,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     history: list[dict] = []
     meta = {
         "seed": args.seed,
+        "bpe_trainer": args.bpe_trainer,
         "args": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "parameters": n_params,
         "train_tokens": len(train_ids),
