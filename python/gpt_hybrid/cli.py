@@ -301,7 +301,7 @@ def cmd_count(args: argparse.Namespace) -> int:
     if len(labelled) == 1 and not args.file:
         print(counts[0])
         return EXIT_OK
-    for (label, _), n in zip(labelled, counts):
+    for (label, _), n in zip(labelled, counts, strict=True):
         print(f"{n:>10} {label}")
     if len(labelled) > 1:
         print(f"{sum(counts):>10} total")
