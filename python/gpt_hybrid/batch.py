@@ -197,7 +197,7 @@ def read_requests(
                 else:
                     errors.append({"id": _id_if_any(raw), "line": n, "error": str(e)})
                 continue
-            if key in done:
+            if key in done or f"line:{n}" in done:  # answered, or recorded as an error
                 skipped += 1
             else:
                 todo.append(req)
@@ -269,13 +269,58 @@ def _hms(seconds: float) -> str:
     )
 
 
-def completions_as_done(gen, requests: list[Request]) -> Iterator[tuple[Request, list]]:
-    """(request, its completions) in the order they finish, through continuous batching."""
-    index = {i: r for i, r in enumerate(requests)}
-    for i, completions in gen.generate_iter(
-        [r.prompt for r in requests], params=[r.params for r in requests]
-    ):
-        yield index[i], completions
+def encode_prompt(gen, req: Request) -> list[int]:
+    """The prompt's token ids, checked against the model (``ValueError`` naming the line)."""
+    cfg = gen.model.config
+    if isinstance(req.prompt, str):
+        # As Generator.generate does: special-token text in a prompt is the special token.
+        ids = gen.tokenizer.encode(req.prompt, allowed_special="all")
+    else:
+        ids = list(req.prompt)
+        bad = [t for t in ids if not 0 <= t < cfg.vocab_size]
+        if bad:
+            raise ValueError(f"line {req.line}: token id {bad[0]} is outside [0, {cfg.vocab_size})")
+    if len(ids) >= cfg.n_positions:
+        raise ValueError(
+            f"line {req.line}: the prompt has {len(ids)} tokens; the model's context window is "
+            f"{cfg.n_positions}, leaving no room to generate"
+        )
+    return ids
+
+
+def completions_as_done(
+    gen, requests: list[Request], chunk: int = 4096
+) -> Iterator[tuple[Request, list | ValueError]]:
+    """(request, its completions) in the order they finish, through continuous batching.
+
+    A request the model cannot take (prompt too long, bad token id) comes back at once with
+    the ``ValueError`` instead. All requests of a chunk go to the engine together, so its slots
+    stay full: a finished sequence is replaced by the next waiting one at once. Chunks bound
+    the memory held for tokenized prompts on very large inputs.
+    """
+    for start in range(0, len(requests), chunk):
+        part: list[Request] = []
+        ids: list[list[int]] = []
+        for req in requests[start : start + chunk]:
+            try:
+                ids.append(encode_prompt(gen, req))
+            except ValueError as e:
+                yield req, e
+                continue
+            part.append(req)
+        if not part:
+            continue
+        pending: list[list | None] = [[None] * r.params.num_return_sequences for r in part]
+        left = [r.params.num_return_sequences for r in part]
+        for event in gen.engine.run(ids, [r.params for r in part]):
+            if event.completion is None:
+                continue
+            done = pending[event.request]
+            done[event.index] = event.completion
+            left[event.request] -= 1
+            if left[event.request] == 0:
+                yield part[event.request], done
+                pending[event.request] = None  # written out: let it be freed
 
 
 def output_row(req: Request, completions: Iterable) -> dict[str, Any]:
@@ -334,20 +379,26 @@ def run_batch(
         print(f"resuming: {skipped} of {total} inputs already answered", file=err)
     writer = LineWriter(output_path)
     bar = Progress(total, skipped, stream=err, enabled=progress)
+
+    def record_error(row: dict[str, Any]) -> None:
+        print(f"gpt-hybrid batch: {input_path}: {row['error']}", file=err)
+        writer.write(row)
+        summary.errors += 1
+        summary.error_lines.append(row["line"])
+        bar.update(1)
+
     try:
         for row in error_rows:
-            print(f"gpt-hybrid batch: {input_path}: {row['error']}", file=err)
+            record_error(row)
+        for req, result in completions_as_done(gen, todo):
+            if isinstance(result, ValueError):
+                record_error({"id": req.id, "line": req.line, "error": str(result)})
+                continue
+            row = output_row(req, result)
             writer.write(row)
-            summary.errors += 1
-            summary.error_lines.append(row["line"])
-            bar.update(1)
-        if todo:
-            for req, completions in completions_as_done(gen, todo):
-                row = output_row(req, completions)
-                writer.write(row)
-                summary.written += 1
-                summary.completion_tokens += row["usage"]["completion_tokens"]
-                bar.update(1, row["usage"]["completion_tokens"])
+            summary.written += 1
+            summary.completion_tokens += row["usage"]["completion_tokens"]
+            bar.update(1, row["usage"]["completion_tokens"])
     finally:
         bar.close()
         writer.close()
