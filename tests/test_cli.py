@@ -13,10 +13,9 @@ import signal
 import time
 from pathlib import Path
 
+import gpt_hybrid as gh
 import pytest
 from _cli_util import make_tiny_model, popen_cli, read_jsonl, run_cli, write_prompts
-
-import gpt_hybrid as gh
 from gpt_hybrid import batch as batch_mod
 from gpt_hybrid.cli import default_model_dir, main
 
