@@ -333,3 +333,64 @@ def test_reprs_and_help_explain_the_objects():
     doc = pydoc.render_doc(gh.Generator.generate, renderer=pydoc.plaintext)
     assert ">>>" in doc and "max_new_tokens" in doc
     assert ">>>" in (main.__doc__ or "") and ">>>" in (batch_mod.run_batch.__doc__ or "")
+
+
+# ------------------------------------------------------------------ the training script
+
+
+def test_train_script_is_reproducible_from_its_seed(tmp_path, corpus_dir):
+    import subprocess
+    import sys
+
+    from _cli_util import cli_env
+
+    script = Path(__file__).resolve().parent.parent / "scripts" / "train_default_model.py"
+    tiny = [
+        "--max-chars",
+        "20000",
+        "--vocab-size",
+        "300",
+        "--n-layer",
+        "1",
+        "--n-head",
+        "2",
+        "--n-embd",
+        "32",
+        "--n-ctx",
+        "32",
+        "--batch-size",
+        "4",
+        "--steps",
+        "6",
+        "--eval-every",
+        "3",
+        "--eval-batches",
+        "2",
+        "--warmup",
+        "2",
+        "--threads",
+        "1",
+        "--corpus",
+        str(corpus_dir),
+    ]
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        r = subprocess.run(
+            [sys.executable, str(script), *tiny, "--out", str(out)],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            env=cli_env(),
+        )
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert re.search(r"step +6 \| train loss [\d.]+ \| val loss [\d.]+", r.stdout), r.stdout
+        outs.append(out)
+    a, b = outs
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    assert (a / "merges.txt").read_text() == (b / "merges.txt").read_text()
+    meta = json.loads((a / "training.json").read_text())
+    assert meta["bpe_trainer"] == "ours" and meta["steps_done"] == 6
+    # The result loads as a model and a tokenizer of the sizes asked for.
+    llm = gh.Generator.from_pretrained(a)
+    assert llm.tokenizer.n_vocab == 300 and llm.model.config.n_layer == 1
