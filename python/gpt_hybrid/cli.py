@@ -50,7 +50,10 @@ class UserError(Exception):
 
 
 def _sampling_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("sampling (defaults: the model's generation defaults)")
+    g = p.add_argument_group(
+        "sampling (defaults: the model's generation_config.json, else max 64 new tokens and "
+        "plain sampling at temperature 1)"
+    )
     for flag, dest, typ, help_ in SAMPLING_FLAGS:
         names = [flag, "--num-return-sequences"] if flag == "-n" else [flag]
         g.add_argument(*names, dest=dest, type=typ, default=None, help=help_)
@@ -60,6 +63,50 @@ def _sampling_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--ignore-eos", action="store_true", default=None, help="keep going past end-of-text"
     )
+
+
+# Fields of a model's generation_config.json (Hugging Face's file) that the CLI honours.
+_GENERATION_KEYS = (
+    "max_new_tokens",
+    "temperature",
+    "top_k",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "num_return_sequences",
+)
+# Without a generation_config.json: enough text to read, and the engine's other defaults.
+_FALLBACK_DEFAULTS = {"max_new_tokens": 64}
+
+
+def generation_defaults(model_dir: Path) -> dict[str, Any]:
+    """Sampling defaults from ``model_dir/generation_config.json`` (HF's format), if any.
+
+    ``do_sample: false`` means greedy (temperature 0). Unknown keys are ignored, as HF does.
+
+    Example:
+        >>> import tempfile
+        >>> d = Path(tempfile.mkdtemp())
+        >>> _ = (d / "generation_config.json").write_text('{"top_k": 40, "eos_token_id": 3}')
+        >>> generation_defaults(d)
+        {'max_new_tokens': 64, 'top_k': 40}
+    """
+    path = Path(model_dir) / "generation_config.json"
+    out = dict(_FALLBACK_DEFAULTS)
+    if not path.is_file():
+        return out
+    try:
+        cfg = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as e:
+        raise UserError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{path}: expected a JSON object")
+    out.update({k: cfg[k] for k in _GENERATION_KEYS if cfg.get(k) is not None})
+    if cfg.get("do_sample") is False:
+        out["temperature"] = 0.0
+    return out
 
 
 def sampling_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -188,6 +235,11 @@ def load_tokenizer(args: argparse.Namespace):
     return Tokenizer.from_pretrained(default_model_dir())
 
 
+def model_dir(args: argparse.Namespace) -> Path:
+    """The directory of the model the command uses."""
+    return Path(args.model) if args.model else default_model_dir()
+
+
 def default_model_dir() -> Path:
     """Where the model shipped in the package lives.
 
@@ -230,8 +282,9 @@ def cmd_generate(args: argparse.Namespace) -> int:
         prompts += _stdin_lines()
     if not prompts:
         raise UserError("no prompt: stdin was empty")
-    params = SamplingParams(**sampling_overrides(args))
     gen = load_generator(args)
+    settings = {**generation_defaults(model_dir(args)), **sampling_overrides(args)}
+    params = SamplingParams.from_dict(settings)
     out = sys.stdout
     if args.stream:
         if params.num_return_sequences != 1:
@@ -275,9 +328,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     if args.input.resolve() == args.output.resolve():
         raise UserError("the output file must not be the input file")
     gen = load_generator(args)
-    summary = run_batch(
-        gen, args.input, args.output, defaults=sampling_overrides(args), progress=args.progress
-    )
+    defaults = {**generation_defaults(model_dir(args)), **sampling_overrides(args)}
+    summary = run_batch(gen, args.input, args.output, defaults=defaults, progress=args.progress)
     return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
 
 
