@@ -44,6 +44,9 @@ import torch
 
 REPO = Path(__file__).resolve().parent.parent
 EOT = "<|endoftext|>"
+# Shipped as generation_config.json (HF's file; the CLI reads it): a small model reads best
+# sampled a little cooler than 1 and from its top tokens only.
+GENERATION_DEFAULTS = {"max_new_tokens": 64, "temperature": 0.8, "top_k": 40}
 
 
 def find_corpus() -> Path:
@@ -273,6 +276,9 @@ def save_assets(model, tok, config: dict, meta: dict, out: Path) -> None:
     # Our config.json: the Hugging Face GPT-2 form, which transformers loads as well.
     (scratch / "config.json").write_text(json.dumps(config, indent=2) + "\n")
     (scratch / "training.json").write_text(json.dumps(meta, indent=2) + "\n")
+    gen_cfg = {**GENERATION_DEFAULTS, "bos_token_id": config["bos_token_id"]}
+    gen_cfg["eos_token_id"] = config["eos_token_id"]
+    (scratch / "generation_config.json").write_text(json.dumps(gen_cfg, indent=2) + "\n")
     for f in sorted(scratch.iterdir()):
         os.replace(f, out / f.name)
     scratch.rmdir()
