@@ -186,7 +186,7 @@ def train_tokenizer(texts: list[str], vocab_size: int, trainer: str = "ours"):
         return HFTokenizer.train(texts, vocab_size)
     import gpt_hybrid as gh
 
-    return gh.train_bpe(texts, vocab_size, pattern="gpt2", special_tokens={EOT: vocab_size - 1})
+    return gh.train_bpe(texts, vocab_size, pattern="gpt2", special_tokens=[EOT])
 
 
 def _gpt2_byte_chars() -> list[str]:
