@@ -77,13 +77,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--n-embd", type=int, default=256)
     p.add_argument("--n-ctx", type=int, default=128, help="context length (n_positions)")
     p.add_argument("--batch-size", type=int, default=8)
-    p.add_argument("--steps", type=int, default=1500)
+    p.add_argument("--steps", type=int, default=1000)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--min-lr", type=float, default=1e-4)
     p.add_argument("--warmup", type=int, default=100)
     p.add_argument("--weight-decay", type=float, default=0.1)
     p.add_argument("--grad-clip", type=float, default=1.0)
-    p.add_argument("--eval-every", type=int, default=150)
+    p.add_argument("--eval-every", type=int, default=125)
     p.add_argument("--eval-batches", type=int, default=16)
     return p.parse_args(argv)
 
@@ -189,20 +189,6 @@ def train_tokenizer(texts: list[str], vocab_size: int, trainer: str = "ours"):
     return gh.train_bpe(texts, vocab_size, pattern="gpt2", special_tokens=[EOT])
 
 
-def _gpt2_byte_chars() -> list[str]:
-    """GPT-2's printable stand-in character for each byte 0..255 (``bytes_to_unicode``)."""
-    keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
-    keep += range(ord("®"), ord("ÿ") + 1)
-    chars, extra = [], 0
-    for b in range(256):
-        if b in keep:
-            chars.append(chr(b))
-        else:
-            chars.append(chr(256 + extra))
-            extra += 1
-    return chars
-
-
 class HFTokenizer:
     """The few ``gpt_hybrid.Tokenizer`` methods this script uses, over HF tokenizers."""
 
@@ -213,33 +199,22 @@ class HFTokenizer:
 
     @classmethod
     def train(cls, texts: list[str], vocab_size: int) -> HFTokenizer:
-        """BpeTrainer's merges, with ids renumbered the way ``train_bpe`` numbers them.
+        """BpeTrainer with GPT-2's byte-level settings; ``<|endoftext|>`` gets the last id.
 
-        HF numbers the 256 byte symbols by frequency; ``train_bpe`` (tiktoken's ranks) numbers
-        byte ``b`` as ``b`` and merge ``k`` as ``256 + k``. Renumbering makes the two id
-        streams (and so the trained models) identical whenever the merges are.
+        Its ids are laid out as ``train_bpe``'s: the 256 bytes in GPT-2's order (the order of
+        their stand-in characters), then the merges in the order learned.
         """
         from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
             vocab_size=vocab_size - 1,
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
         tok.train_from_iterator(texts, trainer)
-        merges = [
-            tuple(m.split(" ")) if isinstance(m, str) else tuple(m)
-            for m in json.loads(tok.to_str())["model"]["merges"]
-        ]
-        byte_chars = _gpt2_byte_chars()
-        vocab = {ch: b for b, ch in enumerate(byte_chars)}
-        for a, b in merges:
-            vocab[a + b] = len(vocab)
-        tok = Tokenizer(models.BPE(vocab, merges))
-        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-        tok.decoder = decoders.ByteLevel()
         tok.add_special_tokens([EOT])  # after the merges: it gets the last id
         return cls(tok)
 

@@ -140,7 +140,7 @@ def parse_line(n: int, raw: str, defaults: dict[str, Any]) -> Request:
         >>> r.id, r.prompt, r.params.temperature
         ('a', 'Hi', 0.0)
     """
-    from gpt_hybrid.sampling_params import SamplingParams
+    from gpt_hybrid import SamplingParams
 
     try:
         row = json.loads(raw)

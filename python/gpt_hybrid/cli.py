@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def load_generator(args: argparse.Namespace):
     """The model named by ``--model`` (or the built-in one) as a ``Generator``."""
-    from gpt_hybrid.engine import Generator
+    from gpt_hybrid import Generator
 
     kwargs = {k: v for k in ("device", "dtype") if (v := getattr(args, k, None)) is not None}
     if getattr(args, "max_batch_size", None):
@@ -219,7 +219,7 @@ def load_generator(args: argparse.Namespace):
 
 def load_tokenizer(args: argparse.Namespace):
     """The tokenizer named by ``--tokenizer``, else ``--model``'s, else the built-in one's."""
-    from gpt_hybrid.tokenizer import Tokenizer
+    from gpt_hybrid import Tokenizer
 
     if args.tokenizer and args.model:
         raise UserError("give --tokenizer or --model, not both")
@@ -275,7 +275,7 @@ def _texts(args: argparse.Namespace) -> Iterator[tuple[str, str]]:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from gpt_hybrid.sampling_params import SamplingParams
+    from gpt_hybrid import SamplingParams
 
     prompts = [p for p in args.prompts if p != "-"]
     if not args.prompts or "-" in args.prompts:
