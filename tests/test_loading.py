@@ -8,7 +8,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from _engine_util import load_hf, make_hf_checkpoint
+from _engine_util import (
+    load_hf,
+    make_hf_checkpoint,
+    one_torch_thread,  # noqa: F401  (an autouse fixture)
+)
 from gpt_hybrid.loading import load_model, resolve_model_dir
 from gpt_hybrid.model import GPT2
 from safetensors.torch import load_file, save_file
