@@ -18,7 +18,9 @@ from gpt_hybrid._native import __version__
 # model
 from gpt_hybrid.model import GPT2, GPT2Config
 
-# engine: (names added by the engine work)
+# engine
+from gpt_hybrid.engine import Completion, Engine
+from gpt_hybrid.generator import Generator
 
 # training: (names added by the trainer work)
 
@@ -32,5 +34,8 @@ __all__ = [
     "GPT2",
     "GPT2Config",
     # engine
+    "Completion",
+    "Engine",
+    "Generator",
     # training
 ]
