@@ -13,7 +13,9 @@ from gpt_hybrid._native import __version__
 
 # tokenizer: (names added by the tokenizer work)
 
-# sampling: (names added by the sampler work)
+# sampling
+from gpt_hybrid.sampling import SampleOutput, manual_seed, probs, sample
+from gpt_hybrid.sampling_params import SamplingParams
 
 # model: (names added by the model work)
 
@@ -27,6 +29,11 @@ __all__ = [
     "__version__",
     # tokenizer
     # sampling
+    "SampleOutput",
+    "SamplingParams",
+    "manual_seed",
+    "probs",
+    "sample",
     # model
     # engine
     # training
