@@ -12,7 +12,6 @@ loaded from safetensors, inside a continuous-batching generation engine.
 from gpt_hybrid._native import __version__
 
 # tokenizer: (names added by the tokenizer work)
-
 # sampling
 from gpt_hybrid.sampling import SampleOutput, manual_seed, probs, sample
 from gpt_hybrid.sampling_params import SamplingParams

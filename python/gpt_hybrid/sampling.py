@@ -146,10 +146,14 @@ def _check_rows(name: str, values: list[Any], check: Any) -> list[Any]:
     return out
 
 
-def _history(history: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """``history`` as flat uint32 ids and uint64 row offsets (``rows + 1`` of them)."""
+def _history(history: Any, rows: int, needed: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``history`` as flat uint32 ids and uint64 row offsets (``rows + 1`` of them).
+
+    When no penalty needs it (``needed`` false), only its length is checked.
+    """
+    empty = np.zeros(0, np.uint32), np.zeros(0, np.uint64)
     if history is None:
-        return np.zeros(0, np.uint32), np.zeros(0, np.uint64)
+        return empty
     if isinstance(history, np.ndarray) and history.ndim == 2:
         seqs: Sequence[Any] = list(history)
     else:
@@ -161,6 +165,8 @@ def _history(history: Any, rows: int) -> tuple[np.ndarray, np.ndarray]:
             seqs = list(history)
     if len(seqs) != rows:
         raise ValueError(f"history has {len(seqs)} rows for {rows} rows of logits")
+    if not needed:
+        return empty
     parts = []
     for row, seq in enumerate(seqs):
         torch = sys.modules.get("torch")
@@ -210,7 +216,7 @@ def _prepare(
         if name in _NEUTRAL
     )
     # The history only matters to the penalties: skip flattening it when they are off.
-    ids, offsets = _history(history if penalised else None, rows)
+    ids, offsets = _history(history, rows, needed=bool(penalised))
     return x, floats, ints, ids, offsets
 
 
