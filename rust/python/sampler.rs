@@ -81,6 +81,8 @@ fn offsets_of(offsets: &[u64]) -> PyResult<Vec<usize>> {
 /// unless `return_logprobs`. The public entry point is `gpt_hybrid.sample`.
 #[pyfunction]
 #[pyo3(signature = (logits, float_params, int_params, history_ids, history_offsets, return_logprobs, num_logprobs))]
+// The arguments are the Python call's; bundling them would only move the unpacking.
+#[allow(clippy::too_many_arguments)]
 fn sample_batch<'py>(
     py: Python<'py>,
     logits: PyReadonlyArray2<'py, f32>,

@@ -133,7 +133,7 @@ pub fn final_distribution(
     }
     // The top token always has weight 1, so the set is never empty; normalise in f64.
     let total: f64 = probs.iter().map(|&w| f64::from(w)).sum();
-    if !(total > 0.0) {
+    if total.is_nan() || total <= 0.0 {
         return Err(Error::Value(format!(
             "logits row {row}: no token has positive probability"
         )));
