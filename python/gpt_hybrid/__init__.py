@@ -12,8 +12,9 @@ loaded from safetensors, inside a continuous-batching generation engine.
 from gpt_hybrid._native import __version__
 
 # tokenizer: (names added by the tokenizer work)
-
-# sampling: (names added by the sampler work)
+# sampling
+from gpt_hybrid.sampling import SampleOutput, manual_seed, probs, sample
+from gpt_hybrid.sampling_params import SamplingParams
 
 # model
 from gpt_hybrid.model import GPT2, GPT2Config
@@ -30,6 +31,11 @@ __all__ = [
     "__version__",
     # tokenizer
     # sampling
+    "SampleOutput",
+    "SamplingParams",
+    "manual_seed",
+    "probs",
+    "sample",
     # model
     "GPT2",
     "GPT2Config",
