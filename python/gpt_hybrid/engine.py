@@ -36,7 +36,6 @@ Design, in the order a prompt meets it:
 
 from __future__ import annotations
 
-import secrets
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -163,6 +162,11 @@ class _Sequence:
     emitted: int = 0  # characters of text already streamed
     finish_reason: str | None = None
     cut: bool = False  # text was cut at a stop string
+
+
+def want_logprobs(out: Any) -> bool:
+    """Whether a sampler result is a ``SampleOutput`` (logprobs asked for) or bare ids."""
+    return not isinstance(out, np.ndarray)
 
 
 def _cut_at_stop(seq: _Sequence, stops: Sequence[str]) -> bool:
@@ -300,6 +304,8 @@ class Engine:
         """
         params_list = self._params_list(prompts, params)
         n_ctx = self.model.config.n_positions
+        from gpt_hybrid.sampling import _seeds  # the stream gpt_hybrid.manual_seed resets
+
         requests = []
         for i, (prompt, p) in enumerate(zip(prompts, params_list, strict=True)):
             prompt = [int(t) for t in prompt]
@@ -312,7 +318,8 @@ class Engine:
                 )
             if p.max_new_tokens < 0:
                 raise ValueError(f"max_new_tokens must be >= 0, got {p.max_new_tokens}")
-            seed = p.seed if p.seed is not None else secrets.randbits(63)
+            # One seed per request, drawn now: its sequences keep one random stream each.
+            seed = p.seed if p.seed is not None else int(_seeds.draw(1)[0])
             pending = deque(range(p.num_return_sequences))
             requests.append(_Request(i, prompt, p, seed, pending))
         return self._run(requests)
@@ -383,29 +390,25 @@ class Engine:
     def _sample(self, sample: Any, logits: torch.Tensor, seqs: list[_Sequence]) -> Any:
         """One sampler call for ``seqs`` (row b of ``logits`` belongs to ``seqs[b]``)."""
         ps = [s.request.params for s in seqs]
-
-        def col(name: str, dtype: Any) -> np.ndarray:
-            return np.array([getattr(p, name) for p in ps], dtype=dtype)
-
         want_lp = any(p.logprobs is not None for p in ps)
         penalised = any(
             p.repetition_penalty != 1.0 or p.presence_penalty != 0.0 or p.frequency_penalty != 0.0
             for p in ps
         )
-        history = [s.request.prompt + s.token_ids for s in seqs] if penalised else None
+        # Plain lists: when every row shares one SamplingParams, the sampler checks each value once.
         return sample(
-            logits.float().cpu().numpy(),
-            temperature=col("temperature", np.float32),
-            top_k=col("top_k", np.int64),
-            top_p=col("top_p", np.float32),
-            min_p=col("min_p", np.float32),
-            repetition_penalty=col("repetition_penalty", np.float32),
-            presence_penalty=col("presence_penalty", np.float32),
-            frequency_penalty=col("frequency_penalty", np.float32),
-            seed=np.array([s.request.seed for s in seqs], dtype=np.uint64),
-            step=np.array([len(s.token_ids) for s in seqs], dtype=np.uint64),
-            sequence=np.array([s.index for s in seqs], dtype=np.uint64),
-            history=history,
+            np.ascontiguousarray(logits.float().cpu().numpy()),
+            temperature=[p.temperature for p in ps],
+            top_k=[p.top_k for p in ps],
+            top_p=[p.top_p for p in ps],
+            min_p=[p.min_p for p in ps],
+            repetition_penalty=[p.repetition_penalty for p in ps],
+            presence_penalty=[p.presence_penalty for p in ps],
+            frequency_penalty=[p.frequency_penalty for p in ps],
+            seed=[s.request.seed for s in seqs],
+            step=[len(s.token_ids) for s in seqs],
+            sequence=[s.index for s in seqs],
+            history=[s.request.prompt + s.token_ids for s in seqs] if penalised else None,
             return_logprobs=want_lp,
             num_logprobs=max((p.logprobs or 0) for p in ps) if want_lp else 0,
         )
@@ -414,7 +417,7 @@ class Engine:
         self, slots: list[_Sequence | None], rows: list[int], out: Any, tokens: np.ndarray
     ) -> Iterator[StreamEvent]:
         """Appends each row's new token, applies the stop rules, yields new text."""
-        ids = out.ids if hasattr(out, "ids") else out
+        ids = out.token_ids if want_logprobs(out) else out
         for i, b in enumerate(rows):
             seq = slots[b]
             assert seq is not None
@@ -423,10 +426,11 @@ class Engine:
             p = seq.request.params
             seq.token_ids.append(tok)
             if p.logprobs is not None:
-                seq.logprobs.append(float(out.logprobs[i]))
+                # The model's own distribution (vLLM's meaning), not the filtered one.
+                seq.logprobs.append(float(out.raw_logprobs[i]))
                 if p.logprobs > 0:
                     k = p.logprobs
-                    top = zip(out.top_ids[i][:k], out.top_logprobs[i][:k], strict=True)
+                    top = zip(out.top_token_ids[i][:k], out.top_logprobs[i][:k], strict=True)
                     seq.top_logprobs.append({int(t): float(v) for t, v in top})
             if (tok == self.eos_token_id and not p.ignore_eos) or tok in p.stop_token_ids:
                 seq.finish_reason = FINISH_STOP  # this token's text is not part of the output
