@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 
 
-def make_hf_checkpoint(directory: Path, seed: int = 0, **config_kwargs) -> Path:
+def make_hf_checkpoint(
+    directory: Path, seed: int = 0, logit_scale: float = 20.0, **config_kwargs
+) -> Path:
     """Saves a randomly initialised HF ``GPT2LMHeadModel`` (safetensors) and returns the dir."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
@@ -15,10 +18,10 @@ def make_hf_checkpoint(directory: Path, seed: int = 0, **config_kwargs) -> Path:
     defaults = dict(n_layer=2, n_head=4, n_embd=64, vocab_size=300, n_positions=128)
     defaults.update(config_kwargs)
     model = GPT2LMHeadModel(GPT2Config(**defaults)).eval()
-    # Random init gives near-uniform logits; scale the embeddings so that greedy choices are
-    # well separated and comparisons are meaningful.
+    # Random init gives near-uniform logits; scale the output embeddings so that greedy
+    # choices are well separated and comparisons are meaningful.
     with torch.no_grad():
-        model.transformer.wte.weight.mul_(20.0)
+        model.lm_head.weight.mul_(logit_scale)
     model.save_pretrained(directory, safe_serialization=True)
     return Path(directory)
 
@@ -43,3 +46,17 @@ def reference_generate(model, prompt: list[int], max_new_tokens: int, eos: int |
         if eos is not None and nxt == eos:
             break
     return out
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread():
+    """Runs a test module's torch ops on one thread, then restores the setting.
+
+    On a machine with more busy processes than cores, a multi-threaded GEMM stalls at every
+    OpenMP barrier whenever one of its threads is descheduled (measured: a 4x64 @ 64x192 matmul
+    takes 12 ms on 2 threads and 4 us on 1 here). Results do not depend on it otherwise.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

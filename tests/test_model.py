@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from _engine_util import load_hf, make_hf_checkpoint, reference_generate
+from _engine_util import (
+    load_hf,
+    make_hf_checkpoint,
+    one_torch_thread,  # noqa: F401  (an autouse fixture)
+    reference_generate,
+)
 from gpt_hybrid.model import GPT2, GPT2Config
 
 CONFIGS = [

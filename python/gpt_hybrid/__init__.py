@@ -12,13 +12,16 @@ loaded from safetensors, inside a continuous-batching generation engine.
 from gpt_hybrid._native import __version__
 
 # tokenizer: (names added by the tokenizer work)
-
-# sampling: (names added by the sampler work)
+# sampling
+from gpt_hybrid.sampling import SampleOutput, manual_seed, probs, sample
+from gpt_hybrid.sampling_params import SamplingParams
 
 # model
 from gpt_hybrid.model import GPT2, GPT2Config
 
-# engine: (names added by the engine work)
+# engine
+from gpt_hybrid.engine import Completion, Engine
+from gpt_hybrid.generator import Generator
 
 # training: (names added by the trainer work)
 
@@ -28,9 +31,17 @@ __all__ = [
     "__version__",
     # tokenizer
     # sampling
+    "SampleOutput",
+    "SamplingParams",
+    "manual_seed",
+    "probs",
+    "sample",
     # model
     "GPT2",
     "GPT2Config",
     # engine
+    "Completion",
+    "Engine",
+    "Generator",
     # training
 ]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import torch
@@ -72,6 +73,81 @@ def load_config(path: str | os.PathLike[str]) -> GPT2Config:
     except json.JSONDecodeError as e:
         raise ValueError(f"{file}: invalid JSON at line {e.lineno}: {e.msg}") from None
     return GPT2Config.from_dict(d, source=str(file))
+
+
+# "gpt2", "openai-community/gpt2", "user/model-v1.5": a Hugging Face repo id, not a path.
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?$")
+# What a snapshot download fetches: the config, the weights (one file or shards) and tokenizer.
+_HUB_PATTERNS = [
+    "config.json",
+    "model.safetensors",
+    "model.safetensors.index.json",
+    "model-*.safetensors",
+    "tokenizer.json",
+    "vocab.json",
+    "merges.txt",
+    "generation_config.json",
+]
+
+
+def resolve_model_dir(
+    path_or_repo_id: str | os.PathLike[str],
+    *,
+    revision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    local_files_only: bool = False,
+) -> Path:
+    """A local checkpoint directory for a path, or for a Hugging Face repo id.
+
+    A path that exists is used as is. Otherwise a string shaped like a repo id
+    (``"gpt2"``, ``"openai-community/gpt2"``) goes through ``huggingface_hub``: downloaded when
+    the Hub is reachable, taken from the local cache when offline (``HF_HUB_OFFLINE=1``,
+    ``local_files_only=True``, or no network).
+
+    Raises:
+        FileNotFoundError: a path that does not exist, or a repo id that is neither reachable
+            nor cached (the message says which).
+        ImportError: a repo id was given and ``huggingface_hub`` is not installed.
+
+    Example:
+        >>> resolve_model_dir("python/gpt_hybrid/assets")  # doctest: +SKIP
+        PosixPath('python/gpt_hybrid/assets')
+    """
+    path = Path(path_or_repo_id)
+    if path.exists():
+        return _checked_dir(path)
+    name = str(path_or_repo_id)
+    if not _REPO_ID.match(name) or name.startswith("."):
+        raise FileNotFoundError(2, "model directory not found", name)
+    try:
+        import huggingface_hub
+        from huggingface_hub.errors import LocalEntryNotFoundError
+    except ImportError:
+        raise ImportError(
+            f"{name!r} is not a local directory; loading it as a Hugging Face repo id needs "
+            "huggingface_hub (pip install 'gpt-hybrid[hub]')"
+        ) from None
+    try:
+        snapshot = huggingface_hub.snapshot_download(
+            name,
+            revision=revision,
+            cache_dir=cache_dir,
+            allow_patterns=_HUB_PATTERNS,
+            local_files_only=local_files_only,
+        )
+    except LocalEntryNotFoundError:
+        where = cache_dir or huggingface_hub.constants.HF_HUB_CACHE
+        raise FileNotFoundError(
+            2,
+            f"{name!r} is not a local directory, the Hugging Face Hub cannot be reached (offline) "
+            f"and the model is not in the cache at {where}",
+            name,
+        ) from None
+    except huggingface_hub.errors.RepositoryNotFoundError:
+        raise FileNotFoundError(
+            2, "no such local directory, nor a Hugging Face repo of that id", name
+        ) from None
+    return Path(snapshot)
 
 
 def _checked_dir(path: str | os.PathLike[str]) -> Path:

@@ -1,0 +1,167 @@
+"""Benchmark: gh.sample against Hugging Face's warpers and a plain torch sampler, side by side.
+
+For each case and batch size it times, on the same logits in the same run:
+- ours: ``gpt_hybrid.sample`` on a float32 numpy array;
+- hf: Hugging Face's warpers (``TopKLogitsWarper``, ``TopPLogitsWarper``, ``MinPLogitsWarper``)
+  then softmax and ``torch.multinomial``, as ``generate`` does (greedy: ``argmax``);
+- torch: a plain torch sampler (``torch.topk`` then top-p on the k values; a full sort for
+  top-p alone; softmax + threshold for min-p);
+- floor: one numpy pass over the array (``logits.max(axis=1)``), the least any sampler must do.
+
+Medians of wall time and of process CPU time (all threads) are printed, with the ratios and
+the targets of issue 3. Run: ``PYTHONPATH=python python bench/bench_sampler.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+
+import numpy as np
+import torch
+import transformers
+from transformers.generation.logits_process import (
+    LogitsProcessorList,
+    MinPLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+import gpt_hybrid as gh
+
+CASES: dict[str, dict] = {
+    "top-k 50 + top-p 0.95": dict(top_k=50, top_p=0.95),
+    "top-p 0.9": dict(top_p=0.9),
+    "min-p 0.05": dict(min_p=0.05),
+    "greedy": dict(temperature=0.0),
+}
+
+
+def hf_sampler(kw: dict) -> Callable[[torch.Tensor], torch.Tensor]:
+    if kw.get("temperature") == 0.0:
+        return lambda scores: scores.argmax(dim=-1)
+    procs = LogitsProcessorList()
+    if kw.get("top_k"):
+        procs.append(TopKLogitsWarper(kw["top_k"]))
+    if kw.get("top_p", 1.0) < 1.0:
+        procs.append(TopPLogitsWarper(kw["top_p"]))
+    if kw.get("min_p"):
+        procs.append(MinPLogitsWarper(kw["min_p"]))
+    empty = torch.zeros((1, 0), dtype=torch.long)
+
+    def run(scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(procs(empty, scores), dim=-1)
+        return torch.multinomial(probs, 1).squeeze(1)
+
+    return run
+
+
+def torch_sampler(kw: dict) -> Callable[[torch.Tensor], torch.Tensor]:
+    """What one writes in plain torch: no full sort where torch.topk will do."""
+    top_k, top_p, min_p = kw.get("top_k", 0), kw.get("top_p", 1.0), kw.get("min_p", 0.0)
+    if kw.get("temperature") == 0.0:
+        return lambda scores: scores.argmax(dim=-1)
+    if top_k:
+
+        def run(scores: torch.Tensor) -> torch.Tensor:
+            values, idx = torch.topk(scores, top_k, dim=-1)  # sorted, descending
+            probs = torch.softmax(values, dim=-1)
+            mass_before = probs.cumsum(-1) - probs
+            probs = probs.masked_fill(mass_before >= top_p, 0.0)
+            return idx.gather(1, torch.multinomial(probs, 1)).squeeze(1)
+
+        return run
+    if top_p < 1.0:
+
+        def run(scores: torch.Tensor) -> torch.Tensor:
+            values, idx = torch.sort(scores, dim=-1, descending=True)
+            probs = torch.softmax(values, dim=-1)
+            mass_before = probs.cumsum(-1) - probs
+            probs = probs.masked_fill(mass_before >= top_p, 0.0)
+            return idx.gather(1, torch.multinomial(probs, 1)).squeeze(1)
+
+        return run
+
+    def run(scores: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(scores, dim=-1)
+        probs = probs.masked_fill(probs < min_p * probs.amax(-1, keepdim=True), 0.0)
+        return torch.multinomial(probs, 1).squeeze(1)
+
+    return run
+
+
+def timed(fn: Callable[[], object], budget_s: float, min_reps: int) -> tuple[float, float]:
+    """Median wall and process-CPU milliseconds over repetitions filling ``budget_s``."""
+    fn()  # warm-up (allocations, thread pools)
+    walls, cpus = [], []
+    start = time.perf_counter()
+    while len(walls) < min_reps or (time.perf_counter() - start < budget_s and len(walls) < 200):
+        w0, c0 = time.perf_counter(), time.process_time()
+        fn()
+        walls.append((time.perf_counter() - w0) * 1e3)
+        cpus.append((time.process_time() - c0) * 1e3)
+    return statistics.median(walls), statistics.median(cpus)
+
+
+def machine() -> str:
+    model = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if "model name" in line)
+    except (OSError, StopIteration):
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return (
+        f"cpu: {model}; cores: {os.cpu_count()}; load average: {load}; "
+        f"torch threads: {torch.get_num_threads()}\n"
+        f"python {platform.python_version()}, numpy {np.__version__}, torch {torch.__version__}, "
+        f"transformers {transformers.__version__}, gpt_hybrid {gh.__version__}"
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
+    ap.add_argument("--budget", type=float, default=0.6, help="seconds per measurement")
+    args = ap.parse_args()
+    sizes = [(b, 50257) for b in (1, 8, 32, 128)] + [(b, 128256) for b in (1, 8, 32)]
+    if args.quick:
+        sizes = [(1, 50257), (32, 50257), (32, 128256)]
+    print(machine())
+    rng = np.random.default_rng(0)
+    header = (
+        f"{'case':<22} {'B':>4} {'V':>6} | {'ours':>7} {'hf':>8} {'torch':>7} {'floor':>6} ms"
+        f" | {'x HF':>6} {'x torch':>7} {'/floor':>6} | cpu ms: ours hf torch"
+    )
+    print(header)
+    print("-" * len(header))
+    for name, kw in CASES.items():
+        for b, v in sizes:
+            # Language-model-like rows: a broad body and a few strong candidates.
+            x = (rng.standard_normal((b, v)) * 2.0).astype(np.float32)
+            x[:, rng.integers(0, v, 20)] += 8.0
+            t = torch.from_numpy(x)
+            hf, pt = hf_sampler(kw), torch_sampler(kw)
+            reps = 3 if b * v > 4_000_000 else 5
+            ours = timed(lambda x=x, kw=kw: gh.sample(x, seed=1, **kw), args.budget, 5)
+            theirs = timed(lambda t=t, hf=hf: hf(t), args.budget, reps)
+            plain = timed(lambda t=t, pt=pt: pt(t), args.budget, reps)
+            floor = timed(lambda x=x: x.max(axis=1), args.budget, 5)
+            print(
+                f"{name:<22} {b:>4} {v:>6} | {ours[0]:>7.3f} {theirs[0]:>8.2f} {plain[0]:>7.3f}"
+                f" {floor[0]:>6.3f}    | {theirs[0] / ours[0]:>6.1f} {plain[0] / ours[0]:>7.1f}"
+                f" {ours[0] / floor[0]:>6.1f} | {ours[1]:.2f} {theirs[1]:.1f} {plain[1]:.2f}",
+                flush=True,
+            )
+    print(
+        "targets (issue 3): B=32 top-k+top-p >= 30x HF and >= 3x torch; "
+        "top-p alone >= 50x HF; ours within 4x of the floor"
+    )
+
+
+if __name__ == "__main__":
+    main()

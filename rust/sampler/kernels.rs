@@ -1,0 +1,176 @@
+//! The passes over a whole row: max with NaN detection, argmax, and a vectorisable exp.
+//!
+//! Performance notes: these loops run over every logit of every row (50k-128k floats), so
+//! they are written as fixed-width lane loops the compiler turns into SIMD: no early exits,
+//! no NaN-aware `f32::max` (which does not vectorise), and an exp made only of multiplies,
+//! adds and integer bit operations.
+
+const LANES: usize = 16;
+
+/// The result of [`scan`]: the largest value, and whether the row holds NaN or +inf.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Scan {
+    pub max: f32,
+    pub has_nan: bool,
+    pub has_pos_inf: bool,
+}
+
+/// One pass: the maximum (ignoring NaN) and whether any NaN is present.
+pub fn scan(x: &[f32]) -> Scan {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let mut nan = [false; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for j in 0..LANES {
+            let v = chunk[j];
+            // `v > acc` is false for NaN, so NaN never becomes the max.
+            acc[j] = if v > acc[j] { v } else { acc[j] };
+            nan[j] |= v.is_nan();
+        }
+    }
+    let mut max = f32::NEG_INFINITY;
+    let mut has_nan = false;
+    for j in 0..LANES {
+        max = if acc[j] > max { acc[j] } else { max };
+        has_nan |= nan[j];
+    }
+    for &v in tail {
+        max = if v > max { v } else { max };
+        has_nan |= v.is_nan();
+    }
+    Scan {
+        max,
+        has_nan,
+        has_pos_inf: max == f32::INFINITY,
+    }
+}
+
+/// The first index holding `max` (the greedy choice; `torch.argmax` also takes the first).
+pub fn first_index_of(x: &[f32], max: f32) -> usize {
+    x.iter().position(|&v| v == max).unwrap_or(0)
+}
+
+const LOG2E: f32 = std::f32::consts::LOG2_E;
+const LN2_HI: f32 = 0.693_359_4;
+const LN2_LO: f32 = -2.121_944_4e-4;
+/// Below this, exp underflows past the smallest normal float: return 0.
+const EXP_MIN: f32 = -87.336_54;
+/// Adding 1.5 * 2^23 rounds an f32 in (-2^22, 2^22) to an integer held in the low mantissa.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// `exp(x)` for `x <= 0` (the shifted, scaled logits), within ~2 ulp; -inf gives 0.
+///
+/// Cephes' `expf` range reduction and polynomial, written branch-free so that loops over it
+/// vectorise.
+#[inline(always)]
+pub fn exp_nonpositive(x: f32) -> f32 {
+    let xc = if x > EXP_MIN { x } else { EXP_MIN };
+    let t = xc * LOG2E + ROUND_MAGIC;
+    let n = t - ROUND_MAGIC;
+    let r = xc - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4_f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // The integer n sits in the low mantissa bits of t; 2^n is built from its bits.
+    let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
+    let scale = f32::from_bits((ni.wrapping_add(127) << 23) as u32);
+    if x > EXP_MIN {
+        y * scale
+    } else {
+        0.0
+    }
+}
+
+/// `out[i] = exp((x[i] - max) * inv_t)` for the whole row.
+pub fn exp_shifted(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(x) {
+        *o = exp_nonpositive((v - max) * inv_t);
+    }
+}
+
+/// `log(sum(exp(x)))` of a row without NaN or +inf, given its max; -inf for an all -inf row.
+pub fn log_sum_exp(x: &[f32], max: f32) -> f64 {
+    if max == f32::NEG_INFINITY {
+        return f64::NEG_INFINITY;
+    }
+    let mut lanes = [0.0f32; LANES];
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    let mut total = 0.0f64;
+    for chunk in chunks {
+        for j in 0..LANES {
+            lanes[j] += exp_nonpositive(chunk[j] - max);
+        }
+    }
+    // The lanes hold at most V / 16 terms of size <= 1: f32 is ample for a logprob.
+    for lane in lanes {
+        total += f64::from(lane);
+    }
+    for &v in tail {
+        total += f64::from(exp_nonpositive(v - max));
+    }
+    f64::from(max) + total.ln()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scan_finds_max_nan_and_inf() {
+        let mut x: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
+        let want = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+        assert_eq!(
+            scan(&x),
+            Scan {
+                max: want,
+                has_nan: false,
+                has_pos_inf: false
+            }
+        );
+        x[97] = f32::NAN; // in the tail
+        assert!(scan(&x).has_nan);
+        x[97] = 0.0;
+        x[3] = f32::NAN; // in a lane
+        assert!(scan(&x).has_nan);
+        x[3] = f32::INFINITY;
+        assert!(scan(&x).has_pos_inf);
+        assert_eq!(scan(&[f32::NEG_INFINITY; 40]).max, f32::NEG_INFINITY);
+        assert_eq!(scan(&[]).max, f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn exp_is_accurate_over_the_whole_range() {
+        let mut worst = 0.0f64;
+        let mut x = 0.0f32;
+        while x > -87.0 {
+            let got = f64::from(exp_nonpositive(x));
+            let want = f64::from(x).exp();
+            worst = worst.max(((got - want) / want).abs());
+            x -= 0.001_37;
+        }
+        assert!(worst < 4e-7, "worst relative error {worst}");
+        assert_eq!(exp_nonpositive(0.0), 1.0);
+        assert_eq!(exp_nonpositive(f32::NEG_INFINITY), 0.0);
+        assert_eq!(exp_nonpositive(-1e30), 0.0);
+        assert_eq!(exp_nonpositive(-100.0), 0.0);
+    }
+
+    #[test]
+    fn log_sum_exp_matches_the_obvious_sum() {
+        let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.11).cos() * 5.0).collect();
+        let m = scan(&x).max;
+        let want = x.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
+        assert!((log_sum_exp(&x, m) - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn first_index_of_takes_the_first_tie() {
+        assert_eq!(first_index_of(&[1.0, 3.0, 2.0, 3.0], 3.0), 1);
+    }
+}

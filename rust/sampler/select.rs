@@ -1,0 +1,255 @@
+//! Exact selection without sorting the vocabulary: top-k with ties, and the top-p cut.
+//!
+//! Tokens are ordered by logit, highest first, and among equal logits by lower id first.
+//! Top-k keeps every token tied with the k-th (as Hugging Face does); where top-p's boundary
+//! falls inside a group of equal logits, the lower ids are kept (Hugging Face's unstable sort
+//! keeps an arbitrary subset of the same size).
+
+use std::cmp::Ordering;
+
+/// A candidate token: its logit (with -0.0 made +0.0, so that bit order is numeric order) and id.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Cand {
+    pub value: f32,
+    pub id: u32,
+}
+
+impl Cand {
+    pub fn new(value: f32, id: u32) -> Self {
+        // x + 0.0 turns -0.0 into +0.0 and leaves every other non-NaN value alone.
+        Cand {
+            value: value + 0.0,
+            id,
+        }
+    }
+}
+
+/// Highest logit first, then lowest id: a total order on NaN-free candidates.
+pub fn rank_order(a: &Cand, b: &Cand) -> Ordering {
+    b.value.total_cmp(&a.value).then(a.id.cmp(&b.id))
+}
+
+/// Every token whose logit is >= the k-th largest (`1 <= k < x.len()`), in rank order.
+///
+/// One pass with a running threshold: a buffer collects values at or above it; when the
+/// buffer fills, a selection (`select_nth_unstable_by`, O(n)) finds the k-th value, drops
+/// what is below it and raises the threshold. Most logits fail the first comparison, so the
+/// pass costs about one compare per logit. A row of many ties grows the buffer instead.
+pub fn top_k_with_ties(x: &[f32], k: usize, out: &mut Vec<Cand>) {
+    out.clear();
+    let k = k.max(1);
+    let mut cap = (4 * k).max(1024);
+    let mut threshold = f32::NEG_INFINITY;
+    const BLOCK: usize = 32;
+    for (block_no, block) in x.chunks(BLOCK).enumerate() {
+        // Cheap vectorised test of the whole block before looking at single values.
+        let block_max = block
+            .iter()
+            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        if block_max < threshold {
+            continue;
+        }
+        let base = block_no * BLOCK;
+        for (j, &v) in block.iter().enumerate() {
+            if v >= threshold {
+                out.push(Cand::new(v, (base + j) as u32));
+            }
+        }
+        if out.len() >= cap {
+            threshold = prune(out, k);
+            if out.len() * 2 > cap {
+                cap *= 2; // many ties with the k-th value: let the buffer grow
+            }
+        }
+    }
+    if out.len() > k {
+        prune(out, k);
+    }
+    out.sort_unstable_by(rank_order);
+}
+
+/// Keeps the candidates >= the k-th largest value (ties included); returns that value.
+fn prune(buf: &mut Vec<Cand>, k: usize) -> f32 {
+    if buf.len() <= k {
+        return f32::NEG_INFINITY;
+    }
+    let (_, kth, _) = buf.select_nth_unstable_by(k - 1, rank_order);
+    let kth = kth.value;
+    buf.retain(|c| c.value >= kth);
+    kth
+}
+
+/// The number of leading entries of `weights` (in rank order) that top-p keeps: the smallest
+/// prefix whose mass reaches `top_p` of the total, and at least one.
+pub fn top_p_prefix(weights: &[f32], top_p: f64) -> usize {
+    let total: f64 = weights.iter().map(|&w| f64::from(w)).sum();
+    let target = top_p * total;
+    let mut mass = 0.0f64;
+    for (i, &w) in weights.iter().enumerate() {
+        mass += f64::from(w);
+        if mass >= target {
+            return i + 1;
+        }
+    }
+    weights.len().max(1)
+}
+
+/// Buckets of exp-weights by the top bits of their float representation: bucket =
+/// `bits >> 20` (8 exponent bits + 3 mantissa bits), so weights in (0, 1] fall in buckets
+/// 0..=1016, each spanning a factor of 2^(1/8), and a higher bucket means a larger weight.
+const BUCKET_SHIFT: u32 = 20;
+const BUCKETS: usize = 2048;
+
+/// The last token top-p keeps when the whole row competes: the returned cut `c` means the
+/// kept set is every token ranked at or before `c` (see [`rank_order`]).
+///
+/// `weights[i] = exp((x[i] - max) / T)`. Instead of sorting, one pass adds each weight into a
+/// histogram over its float bits; walking the buckets from the top finds the bucket where
+/// the running mass reaches `top_p`, and only that bucket's tokens are ranked exactly.
+pub fn top_p_cut(x: &[f32], weights: &[f32], top_p: f64, scratch: &mut Vec<Cand>) -> Cand {
+    let mut hist = vec![0.0f64; BUCKETS];
+    for &w in weights {
+        hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
+    }
+    let total: f64 = hist.iter().sum();
+    let target = top_p * total;
+    let mut above = 0.0f64;
+    let mut boundary = None;
+    for b in (0..BUCKETS).rev() {
+        if above + hist[b] >= target && hist[b] > 0.0 {
+            boundary = Some(b);
+            break;
+        }
+        above += hist[b];
+    }
+    // If rounding keeps the running mass just under the target, everything is kept: the
+    // cut is the last token of the lowest non-empty bucket.
+    let keep_all = boundary.is_none();
+    let boundary = boundary.unwrap_or_else(|| hist.iter().position(|&m| m > 0.0).unwrap_or(0));
+    scratch.clear();
+    for (i, (&v, &w)) in x.iter().zip(weights).enumerate() {
+        if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == boundary {
+            scratch.push(Cand::new(v, i as u32));
+        }
+    }
+    scratch.sort_unstable_by(rank_order);
+    let mut mass = above;
+    for c in scratch.iter().take_while(|_| !keep_all) {
+        mass += f64::from(weights[c.id as usize]);
+        if mass >= target {
+            return *c;
+        }
+    }
+    // Rounding left the target just out of reach: keep the whole bucket.
+    scratch.last().copied().unwrap_or(Cand {
+        value: f32::INFINITY,
+        id: 0,
+    })
+}
+
+/// Whether token (`value`, `id`) ranks at or before `cut`.
+#[inline]
+pub fn ranks_at_or_before(value: f32, id: u32, cut: &Cand) -> bool {
+    let value = value + 0.0;
+    value > cut.value || (value == cut.value && id <= cut.id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lcg_row(n: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0
+            })
+            .collect()
+    }
+
+    fn slow_top_k(x: &[f32], k: usize) -> Vec<Cand> {
+        let mut all: Vec<Cand> = x
+            .iter()
+            .enumerate()
+            .map(|(i, &v)| Cand::new(v, i as u32))
+            .collect();
+        all.sort_by(rank_order);
+        let kth = all[k - 1].value;
+        all.into_iter().filter(|c| c.value >= kth).collect()
+    }
+
+    #[test]
+    fn top_k_matches_a_full_sort() {
+        let mut out = Vec::new();
+        for (n, k) in [
+            (50257, 50),
+            (5000, 1),
+            (3000, 2999),
+            (100, 7),
+            (20000, 3000),
+        ] {
+            let x = lcg_row(n, n as u64 + k as u64);
+            top_k_with_ties(&x, k, &mut out);
+            assert_eq!(out, slow_top_k(&x, k), "n={n} k={k}");
+        }
+    }
+
+    #[test]
+    fn top_k_keeps_every_tie_of_the_kth_value() {
+        let mut out = Vec::new();
+        let x = vec![0.5f32; 10_000];
+        top_k_with_ties(&x, 3, &mut out);
+        assert_eq!(out.len(), 10_000);
+        let mut x: Vec<f32> = (0..5000).map(|i| (i % 7) as f32).collect();
+        x[17] = -0.0;
+        top_k_with_ties(&x, 1, &mut out);
+        assert_eq!(out.len(), (0..5000).filter(|i| i % 7 == 6).count());
+        assert_eq!(out[0].id, 6);
+        let x = vec![f32::NEG_INFINITY, 1.0, f32::NEG_INFINITY, 2.0];
+        top_k_with_ties(&x, 3, &mut out);
+        assert_eq!(
+            out.iter().map(|c| c.id).collect::<Vec<_>>(),
+            vec![3, 1, 0, 2]
+        );
+    }
+
+    #[test]
+    fn top_p_prefix_is_the_smallest_reaching_the_mass() {
+        // Binary fractions, so that the sums are exact.
+        assert_eq!(top_p_prefix(&[0.5, 0.25, 0.25], 0.5), 1);
+        assert_eq!(top_p_prefix(&[0.5, 0.25, 0.25], 0.51), 2);
+        assert_eq!(top_p_prefix(&[0.5, 0.25, 0.25], 0.75), 2);
+        assert_eq!(top_p_prefix(&[0.5, 0.25, 0.25], 1.0), 3);
+        assert_eq!(top_p_prefix(&[1.0, 0.0, 0.0], 1.0), 1);
+        assert_eq!(top_p_prefix(&[0.5, 0.25, 0.25], 1e-9), 1);
+    }
+
+    #[test]
+    fn top_p_cut_matches_sorting_the_row() {
+        let mut scratch = Vec::new();
+        for (n, p) in [
+            (50257usize, 0.9f64),
+            (1000, 0.5),
+            (1000, 1e-9),
+            (4000, 0.999),
+            (300, 1.0),
+        ] {
+            let x = lcg_row(n, n as u64);
+            let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let w: Vec<f32> = x.iter().map(|&v| ((v - max) as f64).exp() as f32).collect();
+            let mut all: Vec<Cand> = x
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| Cand::new(v, i as u32))
+                .collect();
+            all.sort_by(rank_order);
+            let ws: Vec<f32> = all.iter().map(|c| w[c.id as usize]).collect();
+            let want = all[top_p_prefix(&ws, p) - 1];
+            let got = top_p_cut(&x, &w, p, &mut scratch);
+            assert_eq!(got, want, "n={n} p={p}");
+        }
+    }
+}

@@ -1,0 +1,262 @@
+"""The generation engine and Generator against a slow reference and against HF generate."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import gpt_hybrid.generator as generator_module
+import pytest
+import torch
+from _engine_util import (
+    make_hf_checkpoint,
+    one_torch_thread,  # noqa: F401  (an autouse fixture)
+    reference_generate,
+)
+from gpt_hybrid.engine import Engine
+from gpt_hybrid.generator import Generator
+from gpt_hybrid.sampling_params import SamplingParams
+
+TEXTS = [
+    "The quick brown fox",
+    "It was the best of times, it was the worst of times, it was the age of wisdom,",
+    "Hello",
+    "To be, or not to be, that is the question: Whether 'tis nobler in the mind to suffer",
+    "日本語のテキストと emoji 🎉 mixed in",
+    "A",
+    "def main():\n    print('hi')\n",
+]
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory, gpt2_files) -> Path:
+    """A tiny random GPT-2 with GPT-2's real vocabulary and tokenizer files beside it."""
+    path = make_hf_checkpoint(
+        tmp_path_factory.mktemp("engine"),
+        seed=7,
+        logit_scale=8.0,
+        tie_word_embeddings=False,  # an lm_head of its own: varied text, no echo of the input
+        vocab_size=50257,
+        n_positions=96,
+        n_layer=2,
+    )
+    encoder, bpe = gpt2_files
+    shutil.copy(encoder, path / "vocab.json")
+    shutil.copy(bpe, path / "merges.txt")
+    return path
+
+
+@pytest.fixture(scope="module")
+def llm(ckpt) -> Generator:
+    return Generator.from_pretrained(ckpt, max_batch_size=3)
+
+
+def greedy(**kw) -> SamplingParams:
+    return SamplingParams(temperature=0.0, **kw)
+
+
+def test_engine_matches_reference_greedy_with_continuous_batching(llm):
+    """7 prompts, 3 slots, different lengths: each equals the no-cache one-row reference."""
+    ids = [llm.tokenizer.encode(t) for t in TEXTS]
+    params = [greedy(max_new_tokens=n, ignore_eos=True) for n in (12, 3, 20, 1, 7, 15, 9)]
+    out = llm.engine.generate(ids, params)
+    for prompt, p, (c,) in zip(ids, params, out, strict=True):
+        want = reference_generate(llm.model, prompt, p.max_new_tokens)
+        assert c.token_ids == want
+        assert c.finish_reason == "length"
+        assert c.prompt_token_ids == prompt
+        assert c.text == llm.tokenizer.decode(want)
+
+
+def test_engine_matches_hf_generate(llm, ckpt):
+    from transformers import GPT2LMHeadModel
+
+    hf = GPT2LMHeadModel.from_pretrained(ckpt).eval()
+    out = llm.generate(TEXTS[:4], temperature=0.0, max_new_tokens=10, ignore_eos=True)
+    for text, c in zip(TEXTS[:4], out, strict=True):
+        ids = torch.tensor([llm.tokenizer.encode(text)])
+        with torch.no_grad():
+            want = hf.generate(
+                ids, do_sample=False, max_new_tokens=10, eos_token_id=None, pad_token_id=0
+            )
+        assert c.token_ids == want[0, ids.shape[1] :].tolist()
+
+
+def test_finished_rows_free_their_slot_at_once(llm, monkeypatch):
+    """2 slots, one long and four short requests: the short ones cycle through one slot."""
+    steps = []
+    original = Engine.decode_step
+
+    def counting(self, cache, tokens, rows):
+        steps.append(rows)
+        return original(self, cache, tokens, rows)
+
+    monkeypatch.setattr(Engine, "decode_step", counting)
+    engine = Engine(llm.model, llm.tokenizer, max_batch_size=2)
+    lengths = [10, 2, 2, 2, 2]
+    out = engine.generate(
+        [[464 + i] for i in range(5)], [greedy(max_new_tokens=n, ignore_eos=True) for n in lengths]
+    )
+    assert [len(c.token_ids) for (c,) in out] == lengths
+    # The long request needs 9 decode steps; the others all fit beside it. A static batch
+    # of 2 would take 9 + 1 + 1 steps.
+    assert len(steps) == 9
+    assert steps[:4] == [2, 2, 2, 2] and steps[4:] == [1] * 5
+
+
+def test_stop_strings_cut_the_text_and_never_leak(llm):
+    base = llm.generate(TEXTS[0], max_new_tokens=40, seed=3, top_k=50, ignore_eos=True)[0]
+    text = base.text
+    assert len(text) > 30
+    stop = text[12:15]
+    cut = text.index(stop)
+    got = llm.generate(TEXTS[0], max_new_tokens=40, seed=3, top_k=50, ignore_eos=True, stop=[stop])
+    (c,) = got
+    assert c.finish_reason == "stop"
+    assert c.text == text[:cut]
+    assert c.token_ids == base.token_ids[: len(c.token_ids)]
+    assert stop in llm.tokenizer.decode(c.token_ids)  # the ids that made the stop string stay
+    pieces = list(
+        llm.stream(TEXTS[0], max_new_tokens=40, seed=3, top_k=50, ignore_eos=True, stop=[stop])
+    )
+    assert "".join(pieces) == text[:cut]
+    # Several stop strings: the earliest match wins.
+    later = text[20:24]
+    (c2,) = llm.generate(
+        TEXTS[0], max_new_tokens=40, seed=3, top_k=50, ignore_eos=True, stop=[later, stop]
+    )
+    assert c2.text == text[: min(cut, text.index(later))]
+
+
+def test_stop_token_ids_and_eos(llm):
+    base = llm.generate(TEXTS[1], max_new_tokens=30, seed=5, ignore_eos=True)[0]
+    stop_id = base.token_ids[6]
+    k = base.token_ids.index(stop_id)
+    (c,) = llm.generate(TEXTS[1], max_new_tokens=30, seed=5, stop_token_ids=[stop_id])
+    assert c.finish_reason == "stop"
+    assert c.token_ids == base.token_ids[: k + 1]
+    assert c.text == llm.tokenizer.decode(base.token_ids[:k])
+
+    engine = Engine(llm.model, llm.tokenizer, eos_token_id=stop_id)
+    p = SamplingParams(max_new_tokens=30, seed=5)
+    (c,) = engine.generate([llm.tokenizer.encode(TEXTS[1])], p)[0]
+    assert c.token_ids == base.token_ids[: k + 1] and c.finish_reason == "stop"
+    (c,) = engine.generate(
+        [llm.tokenizer.encode(TEXTS[1])], SamplingParams(max_new_tokens=30, seed=5, ignore_eos=True)
+    )[0]
+    assert c.token_ids == base.token_ids and c.finish_reason == "length"
+
+
+def test_seeded_request_is_batch_invariant_fp32(llm):
+    """Alone, or among 15 other requests (any position), a seeded request's tokens are the same."""
+    p = SamplingParams(max_new_tokens=24, seed=1234, top_k=50, top_p=0.95, ignore_eos=True)
+    alone = llm.generate(TEXTS[3], p)[0]
+    others = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(15)]
+    engine = Engine(llm.model, llm.tokenizer, max_batch_size=16)
+    for where in (0, 7, 15):
+        prompts = others[:where] + [TEXTS[3]] + others[where:]
+        params = [
+            SamplingParams(max_new_tokens=5 + 3 * i, seed=i, temperature=0.8, ignore_eos=True)
+            for i in range(16)
+        ]
+        params[where] = p
+        ids = [llm.tokenizer.encode(t) for t in prompts]
+        got = engine.generate(ids, params)[where][0]
+        assert got.token_ids == alone.token_ids
+
+
+def test_seeds_reproduce_and_differ(llm):
+    a = llm.generate(TEXTS[0], max_new_tokens=20, seed=1, ignore_eos=True)[0]
+    b = llm.generate(TEXTS[0], max_new_tokens=20, seed=1, ignore_eos=True)[0]
+    c = llm.generate(TEXTS[0], max_new_tokens=20, seed=2, ignore_eos=True)[0]
+    assert a.token_ids == b.token_ids != c.token_ids
+
+
+def test_num_return_sequences_share_one_prefill(llm, monkeypatch):
+    calls = []
+    original = Engine.prefill
+
+    def counting(self, cache, prompt, slot):
+        calls.append(len(prompt))
+        return original(self, cache, prompt, slot)
+
+    monkeypatch.setattr(Engine, "prefill", counting)
+    out = llm.generate(
+        [TEXTS[1], TEXTS[0]], max_new_tokens=8, seed=9, num_return_sequences=3, ignore_eos=True
+    )
+    # 3 slots: the first prompt's 3 sequences share one prefill; the second prompt's too.
+    assert calls == [len(llm.tokenizer.encode(TEXTS[1])), len(llm.tokenizer.encode(TEXTS[0]))]
+    assert [c.index for c in out] == [0, 1, 2, 0, 1, 2]
+    assert len({tuple(c.token_ids) for c in out[:3]}) == 3
+    again = llm.generate(
+        [TEXTS[1], TEXTS[0]], max_new_tokens=8, seed=9, num_return_sequences=3, ignore_eos=True
+    )
+    assert [c.token_ids for c in again] == [c.token_ids for c in out]
+
+
+def test_logprobs_greedy_are_the_models(llm):
+    prompt = llm.tokenizer.encode(TEXTS[2])
+    (c,) = llm.generate(prompt, temperature=0.0, max_new_tokens=6, logprobs=2, ignore_eos=True)
+    assert len(c.logprobs) == len(c.top_logprobs) == 6
+    ids = list(prompt)
+    with torch.no_grad():
+        for tok, lp, top in zip(c.token_ids, c.logprobs, c.top_logprobs, strict=True):
+            ref = torch.log_softmax(llm.model(torch.tensor([ids]))[0, -1], -1)
+            assert abs(lp - ref[tok].item()) < 1e-4
+            assert len(top) == 2 and max(top, key=top.get) == tok
+            ids.append(tok)
+    (plain,) = llm.generate(prompt, temperature=0.0, max_new_tokens=6)
+    assert plain.logprobs is None
+
+
+def test_stream_equals_generate(llm):
+    kw = dict(max_new_tokens=30, seed=11, ignore_eos=True)
+    pieces = list(llm.stream(TEXTS[4], **kw))
+    assert len(pieces) > 1
+    assert "".join(pieces) == llm.generate(TEXTS[4], **kw)[0].text
+
+
+def test_prompt_forms_and_bad_input(llm):
+    ids = llm.tokenizer.encode(TEXTS[0])
+    as_text = llm.generate(TEXTS[0], temperature=0.0, max_new_tokens=5)
+    as_ids = llm.generate(ids, temperature=0.0, max_new_tokens=5)
+    both = llm.generate([TEXTS[0], ids], temperature=0.0, max_new_tokens=5)
+    assert as_text[0].token_ids == as_ids[0].token_ids == both[0].token_ids == both[1].token_ids
+    assert llm.generate([], max_new_tokens=5) == []
+    (z,) = llm.generate(TEXTS[0], max_new_tokens=0)
+    assert z.token_ids == [] and z.text == "" and z.finish_reason == "length"
+
+    long = [464] * 96
+    with pytest.raises(ValueError, match="context window is 96"):
+        llm.generate(long, max_new_tokens=5)
+    (t,) = llm.generate(long, max_new_tokens=5, truncation=True, temperature=0.0)
+    assert len(t.prompt_token_ids) == 91 and len(t.token_ids) == 5
+    # Near the end of the context window generation stops with "length".
+    (e,) = llm.generate([464] * 90, max_new_tokens=50, ignore_eos=True)
+    assert len(e.token_ids) == 6 and e.finish_reason == "length"
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        llm.generate(TEXTS[0], max_new_tokens=-1)
+    with pytest.raises(ValueError, match="empty"):
+        llm.generate([[]], max_new_tokens=3)
+    with pytest.raises(ValueError, match="token id 50257"):
+        llm.generate([1, 50257], max_new_tokens=3)
+    with pytest.raises(TypeError, match="prompt 1"):
+        llm.generate(["ok", 3.5], max_new_tokens=3)
+
+
+def test_repr_and_default(llm, monkeypatch, tmp_path):
+    r = repr(llm)
+    assert "vocab=50257" in r and "device=cpu" in r and "dtype=float32" in r and "params=" in r
+    monkeypatch.setattr(generator_module, "ASSETS", tmp_path / "assets")
+    with pytest.raises(FileNotFoundError, match="default model"):
+        Generator.default()
+
+
+def test_bf16_greedy_mostly_agrees_with_fp32(ckpt, llm):
+    bf = Generator.from_pretrained(ckpt, dtype="bfloat16")
+    assert "dtype=bfloat16" in repr(bf)
+    kw = dict(temperature=0.0, max_new_tokens=8, ignore_eos=True)
+    a = [c.token_ids for c in llm.generate(TEXTS, **kw)]
+    b = [c.token_ids for c in bf.generate(TEXTS, **kw)]
+    first = sum(x[0] == y[0] for x, y in zip(a, b, strict=True))
+    assert first >= len(TEXTS) - 1
