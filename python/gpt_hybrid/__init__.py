@@ -19,7 +19,8 @@ from gpt_hybrid._native import __version__
 
 # engine: (names added by the engine work)
 
-# training: (names added by the trainer work)
+# training
+from gpt_hybrid.training import train_bpe
 
 # integrations: imported lazily (gpt_hybrid.integrations.ray); not re-exported here
 
@@ -30,4 +31,5 @@ __all__ = [
     # model
     # engine
     # training
+    "train_bpe",
 ]

@@ -60,25 +60,26 @@ impl Pretokenizer {
         }
         let regex = Regex::new(regex_src)
             .map_err(|e| Error::Value(format!("pattern: invalid regex {regex_src:?}: {e}")))?;
-        let specials = if special_tokens.is_empty() {
-            None
-        } else {
-            let mut sorted: Vec<&String> = special_tokens.iter().collect();
-            sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-            if sorted.iter().any(|s| s.is_empty()) {
-                return Err(Error::Value("special_tokens: empty string".into()));
-            }
-            let alternation = sorted
-                .iter()
-                .map(|s| fancy_regex::escape(s))
-                .collect::<Vec<_>>()
-                .join("|");
-            Some(Regex::new(&alternation).map_err(|e| {
-                Error::Value(format!("special_tokens: cannot build matcher: {e}"))
-            })?)
-        };
-        let chunkable = [GPT2_PATTERN, R50K_PATTERN, CL100K_PATTERN, O200K_PATTERN]
-            .contains(&regex_src);
+        let specials =
+            if special_tokens.is_empty() {
+                None
+            } else {
+                let mut sorted: Vec<&String> = special_tokens.iter().collect();
+                sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+                if sorted.iter().any(|s| s.is_empty()) {
+                    return Err(Error::Value("special_tokens: empty string".into()));
+                }
+                let alternation = sorted
+                    .iter()
+                    .map(|s| fancy_regex::escape(s))
+                    .collect::<Vec<_>>()
+                    .join("|");
+                Some(Regex::new(&alternation).map_err(|e| {
+                    Error::Value(format!("special_tokens: cannot build matcher: {e}"))
+                })?)
+            };
+        let chunkable =
+            [GPT2_PATTERN, R50K_PATTERN, CL100K_PATTERN, O200K_PATTERN].contains(&regex_src);
         Ok(Pretokenizer {
             regex,
             specials,
@@ -190,7 +191,8 @@ mod tests {
     fn pieces(pre: &Pretokenizer, text: &str, chunk: usize) -> Vec<String> {
         let mut out = Vec::new();
         for seg in pre.segments(text, chunk).unwrap() {
-            pre.for_each_piece(seg, |p| out.push(p.to_string())).unwrap();
+            pre.for_each_piece(seg, |p| out.push(p.to_string()))
+                .unwrap();
         }
         out
     }
