@@ -277,3 +277,23 @@ def test_bad_inputs(tmp_path: Path) -> None:
 def test_train_bpe_is_exported() -> None:
     assert gh.train_bpe is training.train_bpe
     assert "train_bpe" in gh.__all__
+
+
+def test_transformers_autotokenizer_loads_saved_files(tmp_path: Path) -> None:
+    import transformers
+
+    trained = training._train(["Hello world, hello there. " * 20], 300, "gpt2", ["<|endoftext|>"])
+
+    class Ranked:
+        special_tokens = trained.special_tokens
+        pattern = GPT2_REGEX
+
+        def mergeable_ranks(self) -> dict[bytes, int]:
+            return trained.mergeable_ranks
+
+    tokenizer_files.save_tokenizer(Ranked(), tmp_path)
+    auto = transformers.AutoTokenizer.from_pretrained(str(tmp_path))
+    enc = tiktoken_encoding(trained, GPT2_REGEX)
+    text = "Hello there, world!<|endoftext|>"
+    assert auto(text)["input_ids"] == enc.encode(text, allowed_special="all")
+    assert auto.eos_token == "<|endoftext|>" and auto.eos_token_id == 299
