@@ -296,4 +296,7 @@ def test_transformers_autotokenizer_loads_saved_files(tmp_path: Path) -> None:
     enc = tiktoken_encoding(trained, GPT2_REGEX)
     text = "Hello there, world!<|endoftext|>"
     assert auto(text)["input_ids"] == enc.encode(text, allowed_special="all")
-    assert auto.eos_token == "<|endoftext|>" and auto.eos_token_id == 299
+    assert (
+        auto.eos_token == "<|endoftext|>"
+        and auto.eos_token_id == trained.special_tokens["<|endoftext|>"]
+    )
