@@ -13,6 +13,9 @@ use pyo3::types::PyBytes;
 use crate::error::Result;
 use crate::trainer::{BpeTrainer, Trained};
 
+/// What `train` returns: token bytes by rank, and merges as pairs of ranks.
+type TrainedPy<'py> = (Vec<Bound<'py, PyBytes>>, Vec<(u32, u32)>);
+
 /// Counts words of texts and files, then learns byte-level BPE merges from the counts.
 #[pyclass(name = "BpeTrainer", module = "gpt_hybrid._native")]
 struct PyBpeTrainer {
@@ -93,7 +96,7 @@ impl PyBpeTrainer {
         py: Python<'py>,
         vocab_size: usize,
         min_frequency: u64,
-    ) -> PyResult<(Vec<Bound<'py, PyBytes>>, Vec<(u32, u32)>)> {
+    ) -> PyResult<TrainedPy<'py>> {
         let Trained { tokens, merges } =
             py.detach(|| self.run(|t| t.train(vocab_size, min_frequency)))?;
         let tokens = tokens.iter().map(|t| PyBytes::new(py, t)).collect();

@@ -124,7 +124,7 @@ mod tests {
         let pre = Pretokenizer::new("gpt2", &[]).unwrap();
         let mut wc = WordCounts::new();
         let missing = PathBuf::from("/nonexistent/trainer-input.txt");
-        match wc.add_files(&pre, &[missing.clone()]) {
+        match wc.add_files(&pre, std::slice::from_ref(&missing)) {
             Err(Error::Io { path, .. }) => assert_eq!(path, missing),
             other => panic!("expected Io error, got {other:?}"),
         }
