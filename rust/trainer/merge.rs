@@ -295,6 +295,32 @@ mod tests {
         }
     }
 
+    /// Random words over a 3-letter alphabet: many ties and overlapping runs ("aaaa"), where
+    /// incremental updates go wrong first.
+    #[test]
+    fn matches_naive_recount_on_random_words() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move |n: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        for _ in 0..300 {
+            let owned: Vec<(Vec<u8>, u64)> = (0..1 + next(12))
+                .map(|_| {
+                    let len = 1 + next(9) as usize;
+                    let word = (0..len).map(|_| b"abc"[next(3) as usize]).collect();
+                    (word, 1 + next(5))
+                })
+                .collect();
+            let words: Vec<(&[u8], u64)> = owned.iter().map(|(w, c)| (&w[..], *c)).collect();
+            let fast = train(words.iter().copied(), 256 + 30, 0).unwrap();
+            let slow = naive(&words, 256 + 30);
+            assert_eq!(fast, slow, "words {owned:?}");
+        }
+    }
+
     #[test]
     fn overlapping_pairs() {
         let mut seq = vec![1, 1, 1, 1, 1];
