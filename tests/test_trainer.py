@@ -225,6 +225,19 @@ def test_merges_file_layout(tmp_path: Path) -> None:
     assert config["pre_tokenizer"]["type"] == "ByteLevel"
 
 
+def test_merges_from_ranks_recovers_gpt2_vocab_bpe(gpt2_files: tuple[Path, Path]) -> None:
+    encoder_json, vocab_bpe = gpt2_files
+    encoder = json.loads(encoder_json.read_text(encoding="utf-8"))
+    byte_of = {c: b for b, c in tokenizer_files.bytes_to_unicode().items()}
+    ranks = {bytes(byte_of[c] for c in t): i for t, i in encoder.items() if t != "<|endoftext|>"}
+    merges = tokenizer_files.merges_from_ranks(ranks)
+    chars = tokenizer_files.bytes_to_unicode()
+    lines = [f"{''.join(chars[x] for x in a)} {''.join(chars[x] for x in b)}" for a, b in merges]
+    want = [line for line in vocab_bpe.read_text(encoding="utf-8").split("\n")[1:] if line]
+    assert len(want) == 50_000
+    assert lines == want
+
+
 def test_files_texts_and_threads_agree(corpus_dir: Path, tmp_path: Path) -> None:
     paths = [corpus_dir / "english" / "dickens_christmas_carol.txt", corpus_dir / "README.md"]
     texts = [p.read_text(encoding="utf-8") for p in paths]
