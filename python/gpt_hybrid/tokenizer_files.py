@@ -107,7 +107,15 @@ def save_tokenizer(tok: _RankedTokenizer, directory: str | os.PathLike[str]) -> 
             f"cannot save as byte-level BPE: no token for byte(s) {[hex(b) for b in missing[:8]]}"
         )
     vocab: dict[str, int] = {spell(t): r for t, r in sorted(ranks.items(), key=lambda kv: kv[1])}
+    rank_set = set(ranks.values())
+    if len(rank_set) != len(ranks):
+        raise ValueError("cannot save: two tokens share a rank")
     for content, id_ in sorted(specials.items(), key=lambda kv: kv[1]):
+        if content in vocab or id_ in rank_set:
+            raise ValueError(
+                f"cannot save: special token {content!r} (id {id_}) collides with an ordinary "
+                "token's spelling or id"
+            )
         vocab[content] = id_
     merges = [f"{spell(a)} {spell(b)}" for a, b in merges_from_ranks(ranks)]
 
