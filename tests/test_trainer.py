@@ -313,3 +313,33 @@ def test_transformers_autotokenizer_loads_saved_files(tmp_path: Path) -> None:
         auto.eos_token == "<|endoftext|>"
         and auto.eos_token_id == trained.special_tokens["<|endoftext|>"]
     )
+
+
+@pytest.mark.parametrize(
+    ("extra", "specials", "match"),
+    [
+        ({b"abc": 256}, {}, r"not a BPE vocabulary: token b'abc' \(rank 256\)"),
+        ({b"ab": 255}, {}, "two tokens share a rank"),
+        ({}, {"!": 256}, "special token '!' .* collides"),
+        ({}, {"<|x|>": 3}, r"special token '<\|x\|>' \(id 3\) collides"),
+    ],
+)
+def test_save_refuses_what_is_not_byte_level_bpe(
+    tmp_path: Path, extra: dict[bytes, int], specials: dict[str, int], match: str
+) -> None:
+    class Ranked:
+        special_tokens = specials
+        pattern = GPT2_REGEX
+
+        def mergeable_ranks(self) -> dict[bytes, int]:
+            return {**{bytes([b]): b for b in range(256)}, **extra}
+
+    with pytest.raises(ValueError, match=match):
+        tokenizer_files.save_tokenizer(Ranked(), tmp_path)
+
+    class MissingByte(Ranked):
+        def mergeable_ranks(self) -> dict[bytes, int]:
+            return {bytes([b]): b for b in range(1, 256)}
+
+    with pytest.raises(ValueError, match=r"no token for byte\(s\) \['0x0'\]"):
+        tokenizer_files.save_tokenizer(MissingByte(), tmp_path)
