@@ -23,7 +23,8 @@ from gpt_hybrid.model import GPT2, GPT2Config
 from gpt_hybrid.engine import Completion, Engine
 from gpt_hybrid.generator import Generator
 
-# training: (names added by the trainer work)
+# training
+from gpt_hybrid.training import train_bpe
 
 # integrations: imported lazily (gpt_hybrid.integrations.ray); not re-exported here
 
@@ -44,4 +45,5 @@ __all__ = [
     "Engine",
     "Generator",
     # training
+    "train_bpe",
 ]
