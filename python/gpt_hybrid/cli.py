@@ -282,9 +282,10 @@ def cmd_generate(args: argparse.Namespace) -> int:
         prompts += _stdin_lines()
     if not prompts:
         raise UserError("no prompt: stdin was empty")
-    gen = load_generator(args)
+    # Settings are checked before the model loads, so a bad flag fails at once.
     settings = {**generation_defaults(model_dir(args)), **sampling_overrides(args)}
     params = SamplingParams.from_dict(settings)
+    gen = load_generator(args)
     out = sys.stdout
     if args.stream:
         if params.num_return_sequences != 1:
@@ -312,6 +313,8 @@ def cmd_generate(args: argparse.Namespace) -> int:
             }
             if c.logprobs is not None:
                 row["logprobs"] = c.logprobs
+            if getattr(c, "top_logprobs", None) is not None:
+                row["top_logprobs"] = c.top_logprobs
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
             if i:
@@ -321,14 +324,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
+    from gpt_hybrid import SamplingParams
     from gpt_hybrid.batch import run_batch
 
     if not args.input.is_file():
         raise UserError(f"{args.input}: no such file")
     if args.input.resolve() == args.output.resolve():
         raise UserError("the output file must not be the input file")
-    gen = load_generator(args)
     defaults = {**generation_defaults(model_dir(args)), **sampling_overrides(args)}
+    SamplingParams.from_dict(defaults)  # a bad flag fails before the model loads
+    gen = load_generator(args)
     summary = run_batch(gen, args.input, args.output, defaults=defaults, progress=args.progress)
     return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
 
