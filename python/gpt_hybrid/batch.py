@@ -340,6 +340,8 @@ def output_row(req: Request, completions: Iterable) -> dict[str, Any]:
     }
     if req.params.logprobs is not None:
         row["logprobs"] = [c.logprobs for c in completions]
+        if any(getattr(c, "top_logprobs", None) for c in completions):
+            row["top_logprobs"] = [c.top_logprobs for c in completions]
     return row
 
 
