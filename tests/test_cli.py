@@ -48,13 +48,19 @@ def test_generate_default_model_prints_english(english_words):
     assert known / len(words) >= 0.8, (known, words)
 
 
-def test_generate_matches_library_and_seed_is_reproducible():
+def test_generate_matches_library_and_uses_generation_config():
     args = ["generate", "Once upon a time", "--max-new-tokens", "12", "--seed", "7", "--no-echo"]
-    a, b = run_cli(*args), run_cli(*args, "--top-k", "1000000")  # top-k >= vocab: a no-op
+    # The default model's generation_config.json says temperature 0.8, top-k 40.
+    a, b = run_cli(*args), run_cli(*args, "--temperature", "0.8", "--top-k", "40")
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    expected = gh.Generator.default().generate("Once upon a time", max_new_tokens=12, seed=7)
+    expected = gh.Generator.default().generate(
+        "Once upon a time", max_new_tokens=12, seed=7, temperature=0.8, top_k=40
+    )
     assert a.stdout == expected[0].text + "\n"
     assert b.stdout == a.stdout
+    c = run_cli(*args, "--temperature", "0")  # a flag overrides the file
+    greedy = gh.Generator.default().generate("Once upon a time", max_new_tokens=12, temperature=0)
+    assert c.stdout == greedy[0].text + "\n"
 
 
 def test_generate_stdin_stream_and_json(tiny_model):
