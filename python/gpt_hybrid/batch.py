@@ -53,11 +53,12 @@ class Request:
 
 @dataclass
 class Summary:
-    """What a run did: rows written now, rows found done, error rows, tokens generated."""
+    """What a run did: rows written now, rows found done, error rows (now and before), tokens."""
 
     written: int = 0
     skipped: int = 0
     errors: int = 0
+    errors_before: int = 0
     completion_tokens: int = 0
     error_lines: list[int] = field(default_factory=list)
 
@@ -370,12 +371,14 @@ def run_batch(
     Example:
         >>> import gpt_hybrid as gh  # doctest: +SKIP
         >>> run_batch(gh.Generator.default(), Path("in.jsonl"), Path("out.jsonl"))  # doctest: +SKIP
-        Summary(written=50, skipped=0, errors=0, completion_tokens=1600, error_lines=[])
+        Summary(written=50, skipped=0, errors=0, errors_before=0, completion_tokens=1600, ...)
     """
     err = stderr or sys.stderr
     done = scan_output(output_path)
     todo, error_rows, skipped = read_requests(input_path, done, defaults or {})
     summary = Summary(skipped=skipped)
+    # Error rows written by an earlier run still count: the output holds them.
+    summary.errors_before = sum(key.startswith("line:") for key in done)
     total = skipped + len(error_rows) + len(todo)
     if skipped:
         print(f"resuming: {skipped} of {total} inputs already answered", file=err)

@@ -335,7 +335,8 @@ def cmd_batch(args: argparse.Namespace) -> int:
     SamplingParams.from_dict(defaults)  # a bad flag fails before the model loads
     gen = load_generator(args)
     summary = run_batch(gen, args.input, args.output, defaults=defaults, progress=args.progress)
-    return EXIT_ROW_ERRORS if summary.errors else EXIT_OK
+    # Exit 3 while the output holds error rows, from this run or an earlier one.
+    return EXIT_ROW_ERRORS if summary.errors or summary.errors_before else EXIT_OK
 
 
 def cmd_tokenize(args: argparse.Namespace) -> int:
