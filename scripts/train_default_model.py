@@ -326,13 +326,14 @@ def main(argv: list[str] | None = None) -> int:
     for step in range(args.steps + 1):
         if step % args.eval_every == 0 or step == args.steps:
             val_loss = evaluate(model, val_ids, args)
-            train_loss = running / args.eval_every if step else float("nan")
+            train_loss = running / args.eval_every if step else None
             elapsed = time.time() - t_start
             history.append(
                 {"step": step, "train_loss": train_loss, "val_loss": val_loss, "seconds": elapsed}
             )
             log(
-                f"step {step:5d} | train loss {train_loss:.4f} | val loss {val_loss:.4f} "
+                f"step {step:5d} | train loss {train_loss or float('nan'):.4f} "
+                f"| val loss {val_loss:.4f} "
                 f"| {elapsed / 60:.1f} min"
             )
             meta.update(steps_done=step, val_loss=val_loss, train_seconds=elapsed)
