@@ -49,18 +49,19 @@ def test_generate_default_model_prints_english(english_words):
 
 
 def test_generate_matches_library_and_uses_generation_config():
+    cfg = json.loads((default_model_dir() / "generation_config.json").read_text())
+    shipped = {k: cfg[k] for k in ("temperature", "top_k", "top_p", "repetition_penalty")}
     args = ["generate", "Once upon a time", "--max-new-tokens", "12", "--seed", "7", "--no-echo"]
-    # The default model's generation_config.json says temperature 0.8, top-k 40.
-    a, b = run_cli(*args), run_cli(*args, "--temperature", "0.8", "--top-k", "40")
+    flags = [f for k, v in shipped.items() for f in ("--" + k.replace("_", "-"), str(v))]
+    a, b = run_cli(*args), run_cli(*args, *flags)
     assert a.returncode == 0 and b.returncode == 0, a.stderr + b.stderr
-    expected = gh.Generator.default().generate(
-        "Once upon a time", max_new_tokens=12, seed=7, temperature=0.8, top_k=40
-    )
-    assert a.stdout == expected[0].text + "\n"
+    llm = gh.Generator.default()
+    expected = llm.generate("Once upon a time", max_new_tokens=12, seed=7, **shipped)
+    assert a.stdout == expected[0].text + "\n"  # the file's settings are the defaults
     assert b.stdout == a.stdout
     c = run_cli(*args, "--temperature", "0")  # a flag overrides the file
-    greedy = gh.Generator.default().generate("Once upon a time", max_new_tokens=12, temperature=0)
-    assert c.stdout == greedy[0].text + "\n"
+    greedy = llm.generate("Once upon a time", max_new_tokens=12, **{**shipped, "temperature": 0.0})
+    assert c.returncode == 0 and c.stdout == greedy[0].text + "\n"
 
 
 def test_generate_stdin_stream_and_json(tiny_model):
