@@ -48,7 +48,7 @@ EOT = "<|endoftext|>"
 # best sampled cool, from its top tokens, with a repetition penalty (picked by reading samples).
 GENERATION_DEFAULTS = {
     "max_new_tokens": 64,
-    "temperature": 0.5,
+    "temperature": 0.2,
     "top_k": 40,
     "top_p": 0.9,
     "repetition_penalty": 1.3,
