@@ -201,6 +201,8 @@ class Engine:
         max_batch_size: the number of slots, i.e. rows decoded together.
         eos_token_id: the end-of-sequence id (default: the config's, else the tokenizer's).
         min_decode_rows: decode on at least this many rows, for batch invariance (see above).
+        batch_invariant: attention row by row over each row's own length (see above); False
+            runs one masked attention call per layer, a little faster and not invariant.
 
     Example:
         >>> engine = Engine(model, tokenizer, max_batch_size=16)  # doctest: +SKIP
@@ -217,6 +219,7 @@ class Engine:
         max_batch_size: int = 32,
         eos_token_id: int | None = None,
         min_decode_rows: int = 4,
+        batch_invariant: bool = True,
     ) -> None:
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive int, got {max_batch_size!r}")
@@ -224,6 +227,7 @@ class Engine:
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
         self.min_decode_rows = min_decode_rows
+        self.batch_invariant = batch_invariant
         if eos_token_id is None:
             eos_token_id = model.config.eos_token_id
         if eos_token_id is None and tokenizer is not None:
@@ -265,6 +269,7 @@ class Engine:
             torch.from_numpy(pos).to(device),
             cache.k,
             cache.v,
+            batch_invariant=self.batch_invariant,
         )
         cache.lengths[:rows] += 1
         return logits[:rows]
