@@ -260,3 +260,27 @@ def test_bf16_greedy_mostly_agrees_with_fp32(ckpt, llm):
     b = [c.token_ids for c in bf.generate(TEXTS, **kw)]
     first = sum(x[0] == y[0] for x, y in zip(a, b, strict=True))
     assert first >= len(TEXTS) - 1
+
+
+def test_decode_logits_are_bitwise_batch_invariant_fp32(llm):
+    """A row's logits, bit for bit: alone vs. in slot k among 15 rows of other lengths."""
+    import numpy as np
+    from gpt_hybrid.engine import KVCache
+
+    model = llm.model
+    engine = Engine(model, None, max_batch_size=16)
+    g = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, 50000, (20,), generator=g).tolist()
+    others = [torch.randint(0, 50000, (3 + 4 * i,), generator=g).tolist() for i in range(15)]
+    for k in (0, 9, 15):
+        alone = KVCache(model.config, 16, 96)
+        crowd = KVCache(model.config, 16, 96)
+        engine.prefill(alone, prompt, 0)
+        for b, p in enumerate(others[:k] + [prompt] + others[k:]):
+            engine.prefill(crowd, p, b)
+        tokens = np.zeros(16, dtype=np.int64)
+        for step in range(6):
+            tokens[:] = torch.randint(0, 50000, (16,), generator=g).numpy()
+            a = engine.decode_step(alone, tokens[k : k + 1].copy(), 1)[0]
+            c = engine.decode_step(crowd, tokens, 16)[k]
+            assert torch.equal(a, c), (k, step, (a - c).abs().max())
