@@ -284,3 +284,17 @@ def test_decode_logits_are_bitwise_batch_invariant_fp32(llm):
             a = engine.decode_step(alone, tokens[k : k + 1].copy(), 1)[0]
             c = engine.decode_step(crowd, tokens, 16)[k]
             assert torch.equal(a, c), (k, step, (a - c).abs().max())
+
+
+def test_from_pretrained_by_repo_id_from_an_offline_cache(ckpt, tmp_path, monkeypatch, llm):
+    """A repo id resolves through a huggingface_hub cache on disk; model and tokenizer load."""
+    import huggingface_hub
+    from _engine_util import make_hub_cache
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    make_hub_cache(tmp_path / "hub", "someone/tiny-gpt2", ckpt)
+    hub = Generator.from_pretrained("someone/tiny-gpt2", cache_dir=tmp_path / "hub")
+    kw = dict(temperature=0.0, max_new_tokens=5)
+    assert hub.generate(TEXTS[0], **kw)[0].token_ids == llm.generate(TEXTS[0], **kw)[0].token_ids
+    with pytest.raises(FileNotFoundError, match="offline"):
+        Generator.from_pretrained("someone/not-cached", cache_dir=tmp_path / "hub")
