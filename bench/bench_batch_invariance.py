@@ -19,6 +19,8 @@ import torch
 from gpt_hybrid.engine import Engine, KVCache
 from gpt_hybrid.model import GPT2, GPT2Config
 
+SAMPLING = dict(top_k=50, top_p=0.95)
+
 
 def measure(
     model: GPT2, min_rows: int, invariant: bool, trials: int, steps: int
@@ -55,15 +57,56 @@ def measure(
     return differ, total, worst
 
 
+def measure_tokens(model: GPT2, invariant: bool, trials: int, steps: int, **sampling) -> int:
+    """How many of ``trials`` seeded requests sample other tokens alone than among 15 others."""
+    from gpt_hybrid.sampling_params import SamplingParams
+
+    class _NoText:  # token ids only: a detokenizer that returns no text
+        eot_token = None
+
+        def incremental_decoder(self):  # noqa: D102
+            return self
+
+        def push(self, ids):  # noqa: D102
+            return ""
+
+        def flush(self):  # noqa: D102
+            return ""
+
+    g = torch.Generator().manual_seed(1)
+    alone = Engine(model, _NoText(), max_batch_size=16, batch_invariant=invariant)
+    differ = 0
+    for t in range(trials):
+        prompts = [torch.randint(0, 50000, (8 + 13 * i,), generator=g).tolist() for i in range(16)]
+        params = [
+            SamplingParams(max_new_tokens=steps, seed=100 * t + i, ignore_eos=True, **sampling)
+            for i in range(16)
+        ]
+        k = (5 * t) % 16
+        solo = alone.generate([prompts[k]], params[k])[0][0].token_ids
+        crowd = alone.generate(prompts, params)[k][0].token_ids
+        differ += solo != crowd
+    return differ
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--trials", type=int, default=6)
     ap.add_argument("--steps", type=int, default=16)
     ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--tokens", type=int, default=0, help="measure sampled tokens instead")
     args = ap.parse_args()
     torch.manual_seed(0)
     base = GPT2(GPT2Config()).eval()
     print(f"torch {torch.__version__}; {os.cpu_count()} cores; load {os.getloadavg()[0]:.1f}")
+    if args.tokens:
+        torch.set_num_threads(int(args.threads.split(",")[0]))
+        print("| sampling | requests whose tokens differ alone vs among 15 (fast path) |")
+        print("|---|---:|")
+        for name, kw in (("temperature 1", {}), ("top-k 50, top-p 0.95", SAMPLING)):
+            d = measure_tokens(base, False, args.tokens, args.steps * 4, **kw)
+            print(f"| {name} | {d}/{args.tokens} |", flush=True)
+        return
     print(
         "| dtype | threads | min_decode_rows | attention | steps with different logits "
         "| max abs diff |"

@@ -147,12 +147,14 @@ def test_stop_token_ids_and_eos(llm):
     assert c.token_ids == base.token_ids and c.finish_reason == "length"
 
 
-def test_seeded_request_is_batch_invariant_fp32(llm):
+@pytest.mark.parametrize("invariant", [False, True])
+def test_seeded_request_is_batch_invariant_fp32(llm, invariant):
     """Alone, or among 15 other requests (any position), a seeded request's tokens are the same."""
     p = SamplingParams(max_new_tokens=24, seed=1234, top_k=50, top_p=0.95, ignore_eos=True)
-    alone = llm.generate(TEXTS[3], p)[0]
+    alone_engine = Engine(llm.model, llm.tokenizer, batch_invariant=invariant)
+    alone = alone_engine.generate([llm.tokenizer.encode(TEXTS[3])], p)[0][0]
     others = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(15)]
-    engine = Engine(llm.model, llm.tokenizer, max_batch_size=16)
+    engine = Engine(llm.model, llm.tokenizer, max_batch_size=16, batch_invariant=invariant)
     for where in (0, 7, 15):
         prompts = others[:where] + [TEXTS[3]] + others[where:]
         params = [
@@ -268,7 +270,7 @@ def test_decode_logits_are_bitwise_batch_invariant_fp32(llm):
     from gpt_hybrid.engine import KVCache
 
     model = llm.model
-    engine = Engine(model, None, max_batch_size=16)
+    engine = Engine(model, None, max_batch_size=16, batch_invariant=True)
     g = torch.Generator().manual_seed(0)
     prompt = torch.randint(0, 50000, (20,), generator=g).tolist()
     others = [torch.randint(0, 50000, (3 + 4 * i,), generator=g).tolist() for i in range(15)]
