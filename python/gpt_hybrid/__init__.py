@@ -11,7 +11,9 @@ loaded from safetensors, inside a continuous-batching generation engine.
 
 from gpt_hybrid._native import __version__
 
-# tokenizer: (names added by the tokenizer work)
+# tokenizer
+from gpt_hybrid.tokenizer import IncrementalDecoder, Tokenizer
+
 # sampling
 from gpt_hybrid.sampling import SampleOutput, manual_seed, probs, sample
 from gpt_hybrid.sampling_params import SamplingParams
@@ -30,6 +32,8 @@ from gpt_hybrid.generator import Generator
 __all__ = [
     "__version__",
     # tokenizer
+    "IncrementalDecoder",
+    "Tokenizer",
     # sampling
     "SampleOutput",
     "SamplingParams",
