@@ -147,12 +147,14 @@ def test_stop_token_ids_and_eos(llm):
     assert c.token_ids == base.token_ids and c.finish_reason == "length"
 
 
-def test_seeded_request_is_batch_invariant_fp32(llm):
+@pytest.mark.parametrize("invariant", [False, True])
+def test_seeded_request_is_batch_invariant_fp32(llm, invariant):
     """Alone, or among 15 other requests (any position), a seeded request's tokens are the same."""
     p = SamplingParams(max_new_tokens=24, seed=1234, top_k=50, top_p=0.95, ignore_eos=True)
-    alone = llm.generate(TEXTS[3], p)[0]
+    alone_engine = Engine(llm.model, llm.tokenizer, batch_invariant=invariant)
+    alone = alone_engine.generate([llm.tokenizer.encode(TEXTS[3])], p)[0][0]
     others = [TEXTS[i % len(TEXTS)] + f" {i}" for i in range(15)]
-    engine = Engine(llm.model, llm.tokenizer, max_batch_size=16)
+    engine = Engine(llm.model, llm.tokenizer, max_batch_size=16, batch_invariant=invariant)
     for where in (0, 7, 15):
         prompts = others[:where] + [TEXTS[3]] + others[where:]
         params = [
@@ -260,3 +262,41 @@ def test_bf16_greedy_mostly_agrees_with_fp32(ckpt, llm):
     b = [c.token_ids for c in bf.generate(TEXTS, **kw)]
     first = sum(x[0] == y[0] for x, y in zip(a, b, strict=True))
     assert first >= len(TEXTS) - 1
+
+
+def test_decode_logits_are_bitwise_batch_invariant_fp32(llm):
+    """A row's logits, bit for bit: alone vs. in slot k among 15 rows of other lengths."""
+    import numpy as np
+    from gpt_hybrid.engine import KVCache
+
+    model = llm.model
+    engine = Engine(model, None, max_batch_size=16, batch_invariant=True)
+    g = torch.Generator().manual_seed(0)
+    prompt = torch.randint(0, 50000, (20,), generator=g).tolist()
+    others = [torch.randint(0, 50000, (3 + 4 * i,), generator=g).tolist() for i in range(15)]
+    for k in (0, 9, 15):
+        alone = KVCache(model.config, 16, 96)
+        crowd = KVCache(model.config, 16, 96)
+        engine.prefill(alone, prompt, 0)
+        for b, p in enumerate(others[:k] + [prompt] + others[k:]):
+            engine.prefill(crowd, p, b)
+        tokens = np.zeros(16, dtype=np.int64)
+        for step in range(6):
+            tokens[:] = torch.randint(0, 50000, (16,), generator=g).numpy()
+            a = engine.decode_step(alone, tokens[k : k + 1].copy(), 1)[0]
+            c = engine.decode_step(crowd, tokens, 16)[k]
+            assert torch.equal(a, c), (k, step, (a - c).abs().max())
+
+
+def test_from_pretrained_by_repo_id_from_an_offline_cache(ckpt, tmp_path, monkeypatch, llm):
+    """A repo id resolves through a huggingface_hub cache on disk; model and tokenizer load."""
+    import huggingface_hub
+    from _engine_util import make_hub_cache
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    make_hub_cache(tmp_path / "hub", "someone/tiny-gpt2", ckpt)
+    hub = Generator.from_pretrained("someone/tiny-gpt2", cache_dir=tmp_path / "hub")
+    kw = dict(temperature=0.0, max_new_tokens=5)
+    assert hub.generate(TEXTS[0], **kw)[0].token_ids == llm.generate(TEXTS[0], **kw)[0].token_ids
+    with pytest.raises(FileNotFoundError, match="offline"):
+        Generator.from_pretrained("someone/not-cached", cache_dir=tmp_path / "hub")

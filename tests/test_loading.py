@@ -11,6 +11,7 @@ import torch
 from _engine_util import (
     load_hf,
     make_hf_checkpoint,
+    make_hub_cache,
     one_torch_thread,  # noqa: F401  (an autouse fixture)
 )
 from gpt_hybrid.loading import load_model, resolve_model_dir
@@ -204,19 +205,6 @@ def test_gpt2_from_pretrained_is_load_model(ckpt, ids, want):
 
 
 # --- Loading by name: a Hugging Face cache laid out on disk, no network ---
-
-
-def make_hub_cache(cache: Path, repo_id: str, src: Path) -> Path:
-    """The layout huggingface_hub writes: refs/main -> snapshots/<commit>/files."""
-    commit = "0123456789abcdef0123456789abcdef01234567"
-    repo = cache / ("models--" + repo_id.replace("/", "--"))
-    snap = repo / "snapshots" / commit
-    snap.mkdir(parents=True)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(commit)
-    for f in src.iterdir():
-        shutil.copy(f, snap / f.name)
-    return snap
 
 
 @pytest.fixture

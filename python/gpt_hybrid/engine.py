@@ -26,12 +26,21 @@ Design, in the order a prompt meets it:
 * **Continuous batching.** A finished row frees its slot at the end of the step and the next
   waiting prompt is admitted into it before the next step: the batch never waits for its
   longest member.
-* **Batch invariance.** Row ``b`` of every op but the matmuls is computed independently of
-  the other rows. MKL's fp32 GEMM is not: a row's result depends on the batch height M, with
-  three regimes measured here (M = 1, M = 2-3, M >= 4; within M >= 4, bit-identical up to at
-  least 64). Decode therefore runs on at least ``min_decode_rows = 4`` rows (padding with idle
-  slots), which makes a seeded request's tokens independent of its batch on this kernel. See
-  ``docs/benchmarks.md`` (Generation) for the measurement.
+* **Batch invariance.** A seeded request's tokens should not depend on what else runs. Row
+  ``b`` of every elementwise op, LayerNorm and the sampler is computed independently of the
+  other rows; two things are not, measured here in fp32 on the CPU
+  (``bench/bench_batch_invariance.py``, table in ``docs/benchmarks.md``):
+
+  - MKL's fp32 GEMM: a row's result depends on the batch height M, with three regimes
+    (M = 1, M = 2-3, M >= 4; bit-identical within M >= 4 up to at least 64);
+  - attention over a padded batch: one masked call over the longest row changes the shape,
+    hence the summation order, of every row's softmax and ``probs @ V``.
+
+  Both change logits by ~2e-6 (measured), too little to move a sampled token except at a
+  near-tie (none in the tests: a seeded request alone vs among 15, fp32), so by default the
+  engine takes the fast path. ``Engine(batch_invariant=True)`` makes a row's
+  logits bit-identical alone and among 15 others (tested): decode runs on at least 4 rows
+  (padding with idle slots) and each row attends over exactly its own length.
 """
 
 from __future__ import annotations
@@ -45,6 +54,9 @@ import numpy as np
 import torch
 
 from gpt_hybrid.model import GPT2
+
+# MKL's fp32 GEMM computes a row the same way for every batch height M >= 4 (measured).
+_INVARIANT_MIN_ROWS = 4
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -200,7 +212,12 @@ class Engine:
         tokenizer: a :class:`gpt_hybrid.Tokenizer` (for incremental detokenization).
         max_batch_size: the number of slots, i.e. rows decoded together.
         eos_token_id: the end-of-sequence id (default: the config's, else the tokenizer's).
-        min_decode_rows: decode on at least this many rows, for batch invariance (see above).
+        batch_invariant: make a row's logits bit-identical whatever else runs (see above):
+            attention row by row over each row's own length, and decode on at least
+            ``min_decode_rows`` (default 4) rows. Off by default: it costs about 2x at batch 1
+            (MKL's M = 4 kernel against its matrix-vector one), and off it logits differ by
+            ~2e-6 only, which moves a sampled token only at a near-tie.
+        min_decode_rows: pad a decode step to at least this many rows.
 
     Example:
         >>> engine = Engine(model, tokenizer, max_batch_size=16)  # doctest: +SKIP
@@ -216,13 +233,17 @@ class Engine:
         *,
         max_batch_size: int = 32,
         eos_token_id: int | None = None,
-        min_decode_rows: int = 4,
+        batch_invariant: bool = False,
+        min_decode_rows: int | None = None,
     ) -> None:
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive int, got {max_batch_size!r}")
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.max_batch_size = max_batch_size
+        self.batch_invariant = batch_invariant
+        if min_decode_rows is None:
+            min_decode_rows = _INVARIANT_MIN_ROWS if batch_invariant else 1
         self.min_decode_rows = min_decode_rows
         if eos_token_id is None:
             eos_token_id = model.config.eos_token_id
@@ -265,6 +286,7 @@ class Engine:
             torch.from_numpy(pos).to(device),
             cache.k,
             cache.v,
+            batch_invariant=self.batch_invariant,
         )
         cache.lengths[:rows] += 1
         return logits[:rows]

@@ -31,6 +31,8 @@ class Generator:
         model: a loaded :class:`GPT2`.
         tokenizer: the model's :class:`gpt_hybrid.Tokenizer`.
         max_batch_size: sequences decoded together (the engine's slots).
+        batch_invariant: bit-identical logits for a row whatever else runs (slower; see
+            :class:`gpt_hybrid.engine.Engine`).
 
     Example:
         >>> llm = Generator.from_pretrained("path/to/gpt2")  # doctest: +SKIP
@@ -39,7 +41,14 @@ class Generator:
         (", I'm a student at the University of ...", 'length')
     """
 
-    def __init__(self, model: GPT2, tokenizer: Any, *, max_batch_size: int = 32) -> None:
+    def __init__(
+        self,
+        model: GPT2,
+        tokenizer: Any,
+        *,
+        max_batch_size: int = 32,
+        batch_invariant: bool = False,
+    ) -> None:
         if tokenizer is not None and tokenizer.n_vocab > model.config.vocab_size:
             raise ValueError(
                 f"tokenizer has {tokenizer.n_vocab} tokens but the model's vocabulary is "
@@ -47,7 +56,9 @@ class Generator:
             )
         self.model = model
         self.tokenizer = tokenizer
-        self.engine = Engine(model, tokenizer, max_batch_size=max_batch_size)
+        self.engine = Engine(
+            model, tokenizer, max_batch_size=max_batch_size, batch_invariant=batch_invariant
+        )
 
     @classmethod
     def from_pretrained(
@@ -57,6 +68,7 @@ class Generator:
         dtype: torch.dtype | str = torch.float32,
         device: torch.device | str = "cpu",
         max_batch_size: int = 32,
+        batch_invariant: bool = False,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -72,6 +84,7 @@ class Generator:
             dtype: "float32", "bfloat16" or "float16" (bf16 is fast for batches on AMX CPUs).
             device: "cpu" or "cuda".
             max_batch_size: sequences decoded together.
+            batch_invariant: bit-identical logits for a row whatever else runs (slower).
             revision, cache_dir, local_files_only: passed to ``huggingface_hub``.
 
         Example:
@@ -87,7 +100,7 @@ class Generator:
         )
         model = load_model(directory, dtype=dtype, device=device)
         tokenizer = Tokenizer.from_pretrained(directory)
-        return cls(model, tokenizer, max_batch_size=max_batch_size)
+        return cls(model, tokenizer, max_batch_size=max_batch_size, batch_invariant=batch_invariant)
 
     @classmethod
     def default(cls, **kwargs: Any) -> Generator:

@@ -204,6 +204,16 @@ class CausalSelfAttention(nn.Module):
         mask: torch.Tensor | None,
         causal: bool,
     ) -> torch.Tensor:
+        return self._project(self._sdpa(q, k, v, mask, causal))
+
+    def _sdpa(
+        self,
+        q: torch.Tensor,
+        k: torch.Tensor,
+        v: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        causal: bool = False,
+    ) -> torch.Tensor:
         dtype = q.dtype
         if self.upcast and dtype != torch.float32:
             q, k, v = q.float(), k.float(), v.float()
@@ -216,7 +226,9 @@ class CausalSelfAttention(nn.Module):
             scale=self.scale,
             dropout_p=self.attn_pdrop if self.training else 0.0,
         )
-        y = y.to(dtype)
+        return y.to(dtype)
+
+    def _project(self, y: torch.Tensor) -> torch.Tensor:
         B, _, T, _ = y.shape
         # (B, nh, T, hs) -> (B, T, C)
         y = y.transpose(1, 2).reshape(B, T, self.n_head * self.head_dim)
@@ -244,15 +256,25 @@ class CausalSelfAttention(nn.Module):
         rows: torch.Tensor,
         positions: torch.Tensor,
         mask: torch.Tensor,
+        row_lengths: list[int] | None,
     ) -> torch.Tensor:
         """One token per row (``x`` [B, 1, C], rows 0..B-1 of the cache) at ``positions`` [B]."""
         q, k, v = self._heads(x)
         B = x.shape[0]
         k_cache[rows, :, positions] = k[:, :, 0]  # (B, nh, hs) written at each row's position
         v_cache[rows, :, positions] = v[:, :, 0]
-        L = mask.shape[-1]
-        # Views, not copies: the engine keeps active rows at the front of the cache.
-        return self._attend(q, k_cache[:B, :, :L], v_cache[:B, :, :L], mask, False)
+        if row_lengths is None:
+            L = mask.shape[-1]
+            # Views, not copies: the engine keeps active rows at the front of the cache.
+            return self._attend(q, k_cache[:B, :, :L], v_cache[:B, :, :L], mask, False)
+        # Batch-invariant path: each row attends over exactly its own length, so its reductions
+        # (softmax sum, probs @ V) have the same shape, hence order, whatever else is running.
+        y = torch.empty_like(q)  # (B, nh, 1, hs)
+        for b, n in enumerate(row_lengths):
+            y[b : b + 1] = self._sdpa(
+                q[b : b + 1], k_cache[b : b + 1, :, :n], v_cache[b : b + 1, :, :n]
+            )
+        return self._project(y)
 
 
 class MLP(nn.Module):
@@ -418,6 +440,7 @@ class GPT2(nn.Module):
         positions: torch.Tensor,
         k_cache: torch.Tensor,
         v_cache: torch.Tensor,
+        batch_invariant: bool = False,
     ) -> torch.Tensor:
         """One decode step for cache rows 0..B-1: token ``input_ids[b]`` at ``positions[b]``.
 
@@ -425,6 +448,9 @@ class GPT2(nn.Module):
             input_ids: [B] the newest token of each row.
             positions: [B] its position (= tokens already cached for that row).
             k_cache, v_cache: [n_layer, S, n_head, T_max, head_dim], S >= B, written in place.
+            batch_invariant: attend row by row over each row's own length (one attention
+                call per row and layer) instead of one masked call over the longest row, so
+                that a row's attention does not depend on the other rows' lengths.
 
         Returns:
             float32 logits [B, V].
@@ -434,9 +460,11 @@ class GPT2(nn.Module):
         L = int(positions.max()) + 1
         # (B, 1, 1, L): row b attends to its own positions 0..positions[b].
         mask = (torch.arange(L, device=positions.device) <= positions[:, None])[:, None, None, :]
+        row_lengths = (positions + 1).tolist() if batch_invariant else None
         x = self._embed(input_ids[:, None], positions[:, None])
         for i, block in enumerate(self.transformer.h):
-            x = x + block.attn.decode(block.ln_1(x), k_cache[i], v_cache[i], rows, positions, mask)
+            h = block.ln_1(x)
+            x = x + block.attn.decode(h, k_cache[i], v_cache[i], rows, positions, mask, row_lengths)
             x = x + block.mlp(block.ln_2(x))
         return self.lm_head(self.transformer.ln_f(x[:, 0])).float()
 
