@@ -15,8 +15,13 @@ pub struct Scan {
     pub has_pos_inf: bool,
 }
 
-/// One pass: the maximum (ignoring NaN) and whether any NaN is present.
-pub fn scan(x: &[f32]) -> Scan {
+simd_dispatch! {
+    /// One pass: the maximum (ignoring NaN) and whether any NaN is present.
+    pub fn scan / scan_avx2 (x: &[f32]) -> Scan => scan_generic
+}
+
+#[inline(always)]
+fn scan_generic(x: &[f32]) -> Scan {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut nan = [false; LANES];
     let chunks = x.chunks_exact(LANES);
@@ -46,9 +51,39 @@ pub fn scan(x: &[f32]) -> Scan {
     }
 }
 
-/// The first index holding `max` (the greedy choice; `torch.argmax` also takes the first).
-pub fn first_index_of(x: &[f32], max: f32) -> usize {
-    x.iter().position(|&v| v == max).unwrap_or(0)
+simd_dispatch! {
+    /// The first index holding `max` (the greedy choice; `torch.argmax` also takes the first).
+    pub fn first_index_of / first_index_of_avx2 (x: &[f32], max: f32) -> usize => first_index_of_generic
+}
+
+#[inline(always)]
+fn first_index_of_generic(x: &[f32], max: f32) -> usize {
+    // Whole blocks are tested with a vectorised lane max; only the block holding it is
+    // searched value by value.
+    const BLOCK: usize = 64;
+    let mut start = 0;
+    for block in x.chunks_exact(BLOCK) {
+        if block_max(block) >= max {
+            break;
+        }
+        start += BLOCK;
+    }
+    x.get(start..)
+        .and_then(|rest| rest.iter().position(|&v| v == max))
+        .map_or(0, |j| start + j)
+}
+
+/// The largest value of `block` (whose length is a multiple of [`LANES`]), NaN ignored.
+#[inline(always)]
+pub fn block_max(block: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    for chunk in block.chunks_exact(LANES) {
+        for j in 0..LANES {
+            acc[j] = if chunk[j] > acc[j] { chunk[j] } else { acc[j] };
+        }
+    }
+    acc.iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -86,15 +121,25 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     }
 }
 
-/// `out[i] = exp((x[i] - max) * inv_t)` for the whole row.
-pub fn exp_shifted(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
+simd_dispatch! {
+    /// `out[i] = exp((x[i] - max) * inv_t)` for the whole row.
+    pub fn exp_shifted / exp_shifted_avx2 (x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) => exp_shifted_generic
+}
+
+#[inline(always)]
+fn exp_shifted_generic(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = exp_nonpositive((v - max) * inv_t);
     }
 }
 
-/// `log(sum(exp(x)))` of a row without NaN or +inf, given its max; -inf for an all -inf row.
-pub fn log_sum_exp(x: &[f32], max: f32) -> f64 {
+simd_dispatch! {
+    /// `log(sum(exp(x)))` of a row without NaN or +inf, given its max; -inf for an all -inf row.
+    pub fn log_sum_exp / log_sum_exp_avx2 (x: &[f32], max: f32) -> f64 => log_sum_exp_generic
+}
+
+#[inline(always)]
+fn log_sum_exp_generic(x: &[f32], max: f32) -> f64 {
     if max == f32::NEG_INFINITY {
         return f64::NEG_INFINITY;
     }
@@ -115,6 +160,28 @@ pub fn log_sum_exp(x: &[f32], max: f32) -> f64 {
         total += f64::from(exp_nonpositive(v - max));
     }
     f64::from(max) + total.ln()
+}
+
+simd_dispatch! {
+    /// The sum of non-negative weights (16 f32 lanes, each block of lanes added in f64).
+    pub fn sum / sum_avx2 (w: &[f32]) -> f64 => sum_generic
+}
+
+#[inline(always)]
+fn sum_generic(w: &[f32]) -> f64 {
+    let mut total = 0.0f64;
+    for block in w.chunks(1024) {
+        let mut lanes = [0.0f32; LANES];
+        let chunks = block.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for chunk in chunks {
+            for j in 0..LANES {
+                lanes[j] += chunk[j];
+            }
+        }
+        total += lanes.iter().chain(tail).map(|&v| f64::from(v)).sum::<f64>();
+    }
+    total
 }
 
 #[cfg(test)]

@@ -38,15 +38,16 @@ pub fn rank_order(a: &Cand, b: &Cand) -> Ordering {
 pub fn top_k_with_ties(x: &[f32], k: usize, out: &mut Vec<Cand>) {
     out.clear();
     let k = k.max(1);
+    if k.saturating_mul(8) <= x.len() / BLOCK_MAX_LEN {
+        top_k_by_block_maxima(x, k, out);
+        return;
+    }
     let mut cap = (4 * k).max(1024);
     let mut threshold = f32::NEG_INFINITY;
-    const BLOCK: usize = 32;
+    const BLOCK: usize = 64;
     for (block_no, block) in x.chunks(BLOCK).enumerate() {
         // Cheap vectorised test of the whole block before looking at single values.
-        let block_max = block
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        if block_max < threshold {
+        if block.len() == BLOCK && super::kernels::block_max(block) < threshold {
             continue;
         }
         let base = block_no * BLOCK;
@@ -60,6 +61,44 @@ pub fn top_k_with_ties(x: &[f32], k: usize, out: &mut Vec<Cand>) {
             if out.len() * 2 > cap {
                 cap *= 2; // many ties with the k-th value: let the buffer grow
             }
+        }
+    }
+    if out.len() > k {
+        prune(out, k);
+    }
+    out.sort_unstable_by(rank_order);
+}
+
+const BLOCK_MAX_LEN: usize = 64;
+
+/// Top-k through block maxima, for k small next to the row: the k-th largest of the maxima
+/// of blocks of 64 is a lower bound of the k-th largest value (k blocks each hold a value at
+/// or above it), so only the blocks whose maximum reaches it (about k of them) are read
+/// value by value. Cost: one vectorised max pass, plus ~64k values.
+fn top_k_by_block_maxima(x: &[f32], k: usize, out: &mut Vec<Cand>) {
+    let blocks = x.chunks_exact(BLOCK_MAX_LEN);
+    let tail_start = x.len() - blocks.remainder().len();
+    let maxima: Vec<f32> = blocks.map(super::kernels::block_max).collect();
+    let mut order = maxima.clone();
+    let bound = if k <= order.len() {
+        *order.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1
+    } else {
+        f32::NEG_INFINITY
+    };
+    for (b, &m) in maxima.iter().enumerate() {
+        if m >= bound {
+            let base = b * BLOCK_MAX_LEN;
+            let block = x.get(base..base + BLOCK_MAX_LEN).unwrap_or(&[]);
+            for (j, &v) in block.iter().enumerate() {
+                if v >= bound {
+                    out.push(Cand::new(v, (base + j) as u32));
+                }
+            }
+        }
+    }
+    for (j, &v) in x.iter().enumerate().skip(tail_start) {
+        if v >= bound {
+            out.push(Cand::new(v, j as u32));
         }
     }
     if out.len() > k {
@@ -99,6 +138,21 @@ pub fn top_p_prefix(weights: &[f32], top_p: f64) -> usize {
 /// 0..=1016, each spanning a factor of 2^(1/8), and a higher bucket means a larger weight.
 const BUCKET_SHIFT: u32 = 20;
 const BUCKETS: usize = 2048;
+/// Weights below this (logits ~7 nats under the top at T = 1) are first left out of the
+/// histogram.
+const HIST_MIN: f32 = 1.0 / 1024.0;
+
+/// The bucket where the running mass from the top reaches `target`, and the mass above it.
+fn find_boundary(hist: &[f64], target: f64) -> Option<(usize, f64)> {
+    let mut above = 0.0f64;
+    for b in (0..hist.len()).rev() {
+        if above + hist[b] >= target && hist[b] > 0.0 {
+            return Some((b, above));
+        }
+        above += hist[b];
+    }
+    None
+}
 
 /// The last token top-p keeps when the whole row competes: the returned cut `c` means the
 /// kept set is every token ranked at or before `c` (see [`rank_order`]).
@@ -107,25 +161,39 @@ const BUCKETS: usize = 2048;
 /// histogram over its float bits; walking the buckets from the top finds the bucket where
 /// the running mass reaches `top_p`, and only that bucket's tokens are ranked exactly.
 pub fn top_p_cut(x: &[f32], weights: &[f32], top_p: f64, scratch: &mut Vec<Cand>) -> Cand {
+    // First try with only the weights >= HIST_MIN in the histogram (a rarely taken branch,
+    // so the pass is cheap): in a language model's row most tokens are far below the top,
+    // and their mass, known from a plain sum, only matters when the cut falls among them.
+    let total = super::kernels::sum(weights);
     let mut hist = vec![0.0f64; BUCKETS];
     for &w in weights {
-        hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
-    }
-    let total: f64 = hist.iter().sum();
-    let target = top_p * total;
-    let mut above = 0.0f64;
-    let mut boundary = None;
-    for b in (0..BUCKETS).rev() {
-        if above + hist[b] >= target && hist[b] > 0.0 {
-            boundary = Some(b);
-            break;
+        if w >= HIST_MIN {
+            hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
         }
-        above += hist[b];
     }
-    // If rounding keeps the running mass just under the target, everything is kept: the
-    // cut is the last token of the lowest non-empty bucket.
-    let keep_all = boundary.is_none();
-    let boundary = boundary.unwrap_or_else(|| hist.iter().position(|&m| m > 0.0).unwrap_or(0));
+    let target = top_p * total;
+    let found = find_boundary(&hist, target);
+    let (boundary, above, keep_all) = match found {
+        Some((b, above)) => (b, above, false),
+        None => {
+            hist.fill(0.0);
+            for &w in weights {
+                hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
+            }
+            let total: f64 = hist.iter().sum();
+            match find_boundary(&hist, top_p * total) {
+                Some((b, above)) => (b, above, false),
+                // Rounding kept the running mass just under the target: everything is kept,
+                // and the cut is the last token of the lowest non-empty bucket.
+                None => (hist.iter().position(|&m| m > 0.0).unwrap_or(0), 0.0, true),
+            }
+        }
+    };
+    let target = if found.is_some() {
+        target
+    } else {
+        top_p * hist.iter().sum::<f64>()
+    };
     scratch.clear();
     for (i, (&v, &w)) in x.iter().zip(weights).enumerate() {
         if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == boundary {
@@ -145,13 +213,6 @@ pub fn top_p_cut(x: &[f32], weights: &[f32], top_p: f64, scratch: &mut Vec<Cand>
         value: f32::INFINITY,
         id: 0,
     })
-}
-
-/// Whether token (`value`, `id`) ranks at or before `cut`.
-#[inline]
-pub fn ranks_at_or_before(value: f32, id: u32, cut: &Cand) -> bool {
-    let value = value + 0.0;
-    value > cut.value || (value == cut.value && id <= cut.id)
 }
 
 #[cfg(test)]
