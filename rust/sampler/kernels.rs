@@ -163,25 +163,35 @@ fn log_sum_exp_generic(x: &[f32], max: f32) -> f64 {
 }
 
 simd_dispatch! {
-    /// The sum of non-negative weights (16 f32 lanes, each block of lanes added in f64).
-    pub fn sum / sum_avx2 (w: &[f32]) -> f64 => sum_generic
+    /// The sum of non-negative weights, and the sum of those >= `high` (16 f32 lanes, each
+    /// block of 1024 weights added in f64).
+    pub fn sum_and_high / sum_and_high_avx2 (w: &[f32], high: f32) -> (f64, f64) => sum_and_high_generic
 }
 
 #[inline(always)]
-fn sum_generic(w: &[f32]) -> f64 {
+fn sum_and_high_generic(w: &[f32], high: f32) -> (f64, f64) {
     let mut total = 0.0f64;
+    let mut above = 0.0f64;
     for block in w.chunks(1024) {
         let mut lanes = [0.0f32; LANES];
+        let mut high_lanes = [0.0f32; LANES];
         let chunks = block.chunks_exact(LANES);
         let tail = chunks.remainder();
         for chunk in chunks {
             for j in 0..LANES {
                 lanes[j] += chunk[j];
+                high_lanes[j] += if chunk[j] >= high { chunk[j] } else { 0.0 };
             }
         }
         total += lanes.iter().chain(tail).map(|&v| f64::from(v)).sum::<f64>();
+        above += high_lanes.iter().map(|&v| f64::from(v)).sum::<f64>();
+        above += tail
+            .iter()
+            .filter(|&&v| v >= high)
+            .map(|&v| f64::from(v))
+            .sum::<f64>();
     }
-    total
+    (total, above)
 }
 
 #[cfg(test)]

@@ -145,16 +145,26 @@ fn check_params(params: &[RowParams], rows: usize) -> Result<()> {
         .try_for_each(|(r, p)| p.validate(r))
 }
 
+/// Batches with fewer logits than this run on the calling thread.
+const SEQUENTIAL_BELOW: usize = 1 << 16;
+
 /// Runs `f` on every row in parallel; returns the results in row order, or the error of the
 /// lowest failing row (so the message does not depend on thread timing).
 fn per_row<T: Send>(
     rows: usize,
+    vocab: usize,
     f: impl Fn(usize, &mut Scratch) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
-    let results: Vec<Result<T>> = (0..rows)
-        .into_par_iter()
-        .map_init(Scratch::default, |s, r| f(r, s))
-        .collect();
+    // Waking the pool costs more than a small batch takes on one thread.
+    let results: Vec<Result<T>> = if rows * vocab < SEQUENTIAL_BELOW {
+        let mut s = Scratch::default();
+        (0..rows).map(|r| f(r, &mut s)).collect()
+    } else {
+        (0..rows)
+            .into_par_iter()
+            .map_init(Scratch::default, |s, r| f(r, s))
+            .collect()
+    };
     results.into_iter().collect()
 }
 
@@ -173,7 +183,7 @@ pub fn sample(
     } else {
         0
     };
-    let per = per_row(logits.rows, |r, s| {
+    let per = per_row(logits.rows, logits.vocab, |r, s| {
         let raw = logits.row(r);
         let p = &params[r];
         row::final_distribution(r, raw, history.row(r), p, s)?;
@@ -216,7 +226,7 @@ pub fn probs(logits: Logits<'_>, params: &[RowParams], history: History<'_>) -> 
     check_params(params, logits.rows)?;
     history.check(logits.rows)?;
     let vocab = logits.vocab;
-    let rows = per_row(logits.rows, |r, s| {
+    let rows = per_row(logits.rows, logits.vocab, |r, s| {
         row::final_distribution(r, logits.row(r), history.row(r), &params[r], s)?;
         let mut dense = vec![0.0f32; vocab];
         row::write_probs(s, &mut dense);

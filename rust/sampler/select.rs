@@ -184,48 +184,91 @@ fn find_boundary(hist: &[f64], target: f64) -> Option<(usize, f64)> {
 /// histogram over its float bits; walking the buckets from the top finds the bucket where
 /// the running mass reaches `top_p`, and only that bucket's tokens are ranked exactly.
 pub fn top_p_cut(x: &[f32], weights: &[f32], top_p: f64, scratch: &mut Vec<Cand>) -> Cand {
-    // First try with only the weights >= HIST_MIN in the histogram (a rarely taken branch,
-    // so the pass is cheap): in a language model's row most tokens are far below the top,
-    // and their mass, known from a plain sum, only matters when the cut falls among them.
-    let total = super::kernels::sum(weights);
-    let mut hist = vec![0.0f64; BUCKETS];
-    for &w in weights {
-        if w >= HIST_MIN {
-            hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
-        }
-    }
+    // In a language model's row most tokens are far below the top. When the weights >=
+    // HIST_MIN already reach the target mass (a vectorised masked sum says so), only they
+    // go into the histogram, through a rarely taken branch; otherwise all of them do.
+    let (total, high) = super::kernels::sum_and_high(weights, HIST_MIN);
     let target = top_p * total;
-    let found = find_boundary(&hist, target);
-    let (boundary, above, keep_all) = match found {
-        Some((b, above)) => (b, above, false),
+    let mut hist = vec![0.0f64; BUCKETS];
+    let mut found = None;
+    if high >= target {
+        for &w in weights {
+            if w >= HIST_MIN {
+                hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
+            }
+        }
+        found = find_boundary(&hist, target);
+    }
+    let (boundary, above, keep_all, target) = match found {
+        Some((b, above)) => (b, above, false, target),
         None => {
             full_histogram(weights, &mut hist);
             let total: f64 = hist.iter().sum();
-            match find_boundary(&hist, top_p * total) {
-                Some((b, above)) => (b, above, false),
+            let target = top_p * total;
+            match find_boundary(&hist, target) {
+                Some((b, above)) => (b, above, false, target),
                 // Rounding kept the running mass just under the target: everything is kept,
                 // and the cut is the last token of the lowest non-empty bucket.
-                None => (hist.iter().position(|&m| m > 0.0).unwrap_or(0), 0.0, true),
+                None => (
+                    hist.iter().position(|&m| m > 0.0).unwrap_or(0),
+                    0.0,
+                    true,
+                    target,
+                ),
             }
         }
     };
-    let target = if found.is_some() {
-        target
-    } else {
-        top_p * hist.iter().sum::<f64>()
-    };
     scratch.clear();
+    let mut bucket_max = 0.0f32;
+    let mut bucket_min = f32::INFINITY;
     for (i, (&v, &w)) in x.iter().zip(weights).enumerate() {
         if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == boundary {
             scratch.push(Cand::new(v, i as u32));
+            bucket_max = bucket_max.max(w);
+            bucket_min = bucket_min.min(w);
         }
     }
-    scratch.sort_unstable_by(rank_order);
-    let mut mass = above;
-    for c in scratch.iter().take_while(|_| !keep_all) {
+    if keep_all {
+        scratch.sort_unstable_by(rank_order);
+        return scratch.last().copied().unwrap_or(Cand {
+            value: f32::INFINITY,
+            id: 0,
+        });
+    }
+    // The bucket's weights lie within a factor 2^(1/8), so the number of its tokens needed
+    // is known within ~9%: at least `lo` (each adds <= bucket_max), at most `hi`. Two
+    // selections isolate that window, and only the window is sorted.
+    let needed = (target - above).max(0.0);
+    let n = scratch.len();
+    let lo = ((needed / f64::from(bucket_max)).floor() as usize)
+        .saturating_sub(1)
+        .min(n);
+    let hi = if bucket_min > 0.0 {
+        ((needed / f64::from(bucket_min)).ceil() as usize + 1).clamp(lo, n)
+    } else {
+        n
+    };
+    if hi < n && hi > 0 {
+        scratch.select_nth_unstable_by(hi, rank_order);
+    }
+    if lo > 0 && lo < hi {
+        scratch[..hi].select_nth_unstable_by(lo, rank_order);
+    }
+    let mut mass = above
+        + scratch[..lo]
+            .iter()
+            .map(|c| f64::from(weights[c.id as usize]))
+            .sum::<f64>();
+    scratch[lo..hi].sort_unstable_by(rank_order);
+    // Past `hi` only through rounding: then the rest is sorted and walked too.
+    for i in lo..n {
+        if i == hi {
+            scratch[hi..].sort_unstable_by(rank_order);
+        }
+        let c = scratch[i];
         mass += f64::from(weights[c.id as usize]);
         if mass >= target {
-            return *c;
+            return c;
         }
     }
     // Rounding left the target just out of reach: keep the whole bucket.
@@ -332,5 +375,41 @@ mod tests {
             let got = top_p_cut(&x, &w, p, &mut scratch);
             assert_eq!(got, want, "n={n} p={p}");
         }
+    }
+}
+
+#[cfg(test)]
+mod timing {
+    use super::*;
+    use std::time::Instant;
+
+    #[test]
+    #[ignore]
+    fn print_histogram_timings() {
+        let v = 50257usize;
+        let w: Vec<f32> = (0..v)
+            .map(|i| (((i * 7919) % v + 1) as f32).powf(-1.1))
+            .collect();
+        let x: Vec<f32> = w.iter().map(|w| w.ln()).collect();
+        let mut hist = vec![0.0f64; BUCKETS];
+        let reps = 2000;
+        let t = Instant::now();
+        for _ in 0..reps {
+            full_histogram(std::hint::black_box(&w), &mut hist);
+        }
+        println!(
+            "full_histogram {:.3} us",
+            t.elapsed().as_secs_f64() * 1e6 / reps as f64
+        );
+        let mut scratch = Vec::new();
+        let t = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(top_p_cut(&x, std::hint::black_box(&w), 0.9, &mut scratch));
+        }
+        println!(
+            "top_p_cut {:.3} us (bucket {})",
+            t.elapsed().as_secs_f64() * 1e6 / reps as f64,
+            scratch.len()
+        );
     }
 }
