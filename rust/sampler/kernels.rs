@@ -194,6 +194,32 @@ fn sum_and_high_generic(w: &[f32], high: f32) -> (f64, f64) {
     (total, above)
 }
 
+simd_dispatch! {
+    /// The indices of the values `>= floor`, in order, into `out`.
+    pub fn indices_at_or_above / indices_at_or_above_avx2 (x: &[f32], floor: f32, out: &mut Vec<u32>) => indices_at_or_above_generic
+}
+
+#[inline(always)]
+fn indices_at_or_above_generic(x: &[f32], floor: f32, out: &mut Vec<u32>) {
+    out.clear();
+    // Blocks whose maximum is below the floor (most of them, when few tokens pass) are
+    // skipped after one vectorised max.
+    const BLOCK: usize = 64;
+    for (b, block) in x.chunks(BLOCK).enumerate() {
+        if block.len() == BLOCK && block_max(block) < floor {
+            continue;
+        }
+        let base = b * BLOCK;
+        out.extend(
+            block
+                .iter()
+                .enumerate()
+                .filter(|(_, &v)| v >= floor)
+                .map(|(j, _)| (base + j) as u32),
+        );
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

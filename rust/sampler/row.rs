@@ -195,19 +195,11 @@ pub fn final_distribution(
         return Ok(());
     } else {
         // min-p alone: exp((v - max) / T) >= min_p  <=>  v >= max + T ln(min_p). A compare
-        // pass compacts the few tokens that pass (branch-free), and exp runs on those only.
+        // pass collects the few tokens that pass, and exp runs on those only.
         let log_floor = params.min_p.ln() * params.temperature;
         let slack = 1e-3 * (f64::from(max).abs() + log_floor.abs() + 1.0);
         let floor = (f64::from(max) + log_floor - slack) as f32;
-        ids.resize(vocab, 0);
-        let mut n = 0;
-        for (i, &v) in x.iter().enumerate() {
-            if let Some(slot) = ids.get_mut(n) {
-                *slot = i as u32;
-            }
-            n += usize::from(v >= floor);
-        }
-        ids.truncate(n);
+        kernels::indices_at_or_above(x, floor, ids);
         let mut kept = 0;
         for i in 0..ids.len() {
             let id = ids[i];
