@@ -9,7 +9,8 @@ For each case and batch size it times, on the same logits in the same run:
 - floor: one numpy pass over the array (``logits.max(axis=1)``), the least any sampler must do.
 
 Medians of wall time and of process CPU time (all threads) are printed, with the ratios and
-the targets of issue 3. Run: ``PYTHONPATH=python python bench/bench_sampler.py [--quick]``.
+the targets of issue 3. Run: ``PYTHONPATH=python python bench/bench_sampler.py [--quick]
+[--torch-threads 1]``; ``RAYON_NUM_THREADS`` sets our thread count.
 """
 
 from __future__ import annotations
@@ -139,7 +140,16 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="fewer sizes and repetitions")
     ap.add_argument("--budget", type=float, default=0.6, help="seconds per measurement")
+    ap.add_argument(
+        "--torch-threads",
+        type=int,
+        default=0,
+        help="torch intra-op threads for the peers (default: torch's own choice); on a shared, "
+        "loaded machine OpenMP's spin-waiting can inflate torch's times, and 1 avoids it",
+    )
     args = ap.parse_args()
+    if args.torch_threads:
+        torch.set_num_threads(args.torch_threads)
     sizes = [(b, 50257) for b in (1, 8, 32, 128)] + [(b, 128256) for b in (1, 8, 32)]
     if args.quick:
         sizes = [(1, 50257), (32, 50257), (32, 128256)]
