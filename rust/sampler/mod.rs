@@ -41,6 +41,8 @@ mod philox;
 mod row;
 mod select;
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 pub use params::RowParams;
@@ -145,6 +147,20 @@ fn check_params(params: &[RowParams], rows: usize) -> Result<()> {
         .try_for_each(|(r, p)| p.validate(r))
 }
 
+thread_local! {
+    /// Each thread's buffers, kept between calls: a fresh row-sized buffer per call would
+    /// cost page faults on every step of a generation loop.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are already in use).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
 /// Batches with fewer logits than this run on the calling thread.
 const SEQUENTIAL_BELOW: usize = 1 << 16;
 
@@ -157,12 +173,11 @@ fn per_row<T: Send>(
 ) -> Result<Vec<T>> {
     // Waking the pool costs more than a small batch takes on one thread.
     let results: Vec<Result<T>> = if rows * vocab < SEQUENTIAL_BELOW {
-        let mut s = Scratch::default();
-        (0..rows).map(|r| f(r, &mut s)).collect()
+        (0..rows).map(|r| with_scratch(|s| f(r, s))).collect()
     } else {
         (0..rows)
             .into_par_iter()
-            .map_init(Scratch::default, |s, r| f(r, s))
+            .map(|r| with_scratch(|s| f(r, s)))
             .collect()
     };
     results.into_iter().collect()
