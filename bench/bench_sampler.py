@@ -22,6 +22,7 @@ import statistics
 import time
 from collections.abc import Callable
 
+import gpt_hybrid as gh
 import numpy as np
 import torch
 import transformers
@@ -31,8 +32,6 @@ from transformers.generation.logits_process import (
     TopKLogitsWarper,
     TopPLogitsWarper,
 )
-
-import gpt_hybrid as gh
 
 CASES: dict[str, dict] = {
     "top-k 50 + top-p 0.95": dict(top_k=50, top_p=0.95),
