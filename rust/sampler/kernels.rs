@@ -173,25 +173,58 @@ fn sum_and_high_generic(w: &[f32], high: f32) -> (f64, f64) {
     let mut total = 0.0f64;
     let mut above = 0.0f64;
     for block in w.chunks(1024) {
-        let mut lanes = [0.0f32; LANES];
-        let mut high_lanes = [0.0f32; LANES];
-        let chunks = block.chunks_exact(LANES);
-        let tail = chunks.remainder();
-        for chunk in chunks {
-            for j in 0..LANES {
-                lanes[j] += chunk[j];
-                high_lanes[j] += if chunk[j] >= high { chunk[j] } else { 0.0 };
-            }
-        }
-        total += lanes.iter().chain(tail).map(|&v| f64::from(v)).sum::<f64>();
-        above += high_lanes.iter().map(|&v| f64::from(v)).sum::<f64>();
-        above += tail
-            .iter()
-            .filter(|&&v| v >= high)
-            .map(|&v| f64::from(v))
-            .sum::<f64>();
+        let (all, big) = block_sums_above(block, high);
+        total += f64::from(all);
+        above += f64::from(big);
     }
     (total, above)
+}
+
+/// (sum, sum of the values >= `high`) of a block, in 8 f32 lanes. Two single-sum loops:
+/// the block is in L1, and one loop with two sums does not vectorise.
+#[inline(always)]
+fn block_sums_above(block: &[f32], high: f32) -> (f32, f32) {
+    let mut big = [0.0f32; 8];
+    let chunks = block.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
+        for j in 0..8 {
+            big[j] += if c[j] >= high { c[j] } else { 0.0 };
+        }
+    }
+    let tail_big: f32 = tail.iter().map(|&v| if v >= high { v } else { 0.0 }).sum();
+    (block_sum(block), big.iter().sum::<f32>() + tail_big)
+}
+
+/// Whether any value of `block` lies in `[lo, hi)` (a vectorised count over 8 lanes).
+#[inline(always)]
+pub fn any_in_range(block: &[f32], lo: f32, hi: f32) -> bool {
+    let mut hits = [0.0f32; 8];
+    let chunks = block.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
+        for j in 0..8 {
+            hits[j] += if (c[j] >= lo) & (c[j] < hi) { 1.0 } else { 0.0 };
+        }
+    }
+    hits.iter().any(|&h| h > 0.0) || tail.iter().any(|&v| v >= lo && v < hi)
+}
+
+/// The sum of a block in 8 f32 lanes.
+#[inline(always)]
+pub fn block_sum(block: &[f32]) -> f32 {
+    let mut all = [0.0f32; 8];
+    let chunks = block.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
+        for j in 0..8 {
+            all[j] += c[j];
+        }
+    }
+    all.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
 simd_dispatch! {

@@ -85,13 +85,7 @@ fn sum_blocks_generic(weights: &[f32], block_sums: &mut Vec<f32>) -> f64 {
     block_sums.clear();
     let mut total = 0.0f64;
     for wb in weights.chunks(BLOCK) {
-        let mut lanes = [0.0f32; LANES];
-        for wc in wb.chunks(LANES) {
-            for (j, &w) in wc.iter().enumerate() {
-                lanes[j] += w;
-            }
-        }
-        let sum: f32 = lanes.iter().sum();
+        let sum = kernels::block_sum(wb);
         block_sums.push(sum);
         total += f64::from(sum);
     }

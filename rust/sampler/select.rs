@@ -219,13 +219,23 @@ pub fn top_p_cut(x: &[f32], weights: &[f32], top_p: f64, scratch: &mut Vec<Cand>
         }
     };
     scratch.clear();
+    // The bucket is the weight range [lo, hi): blocks of 16 with none in it (most) are
+    // skipped after a vectorised count.
+    let lo = f32::from_bits((boundary as u32) << BUCKET_SHIFT);
+    let hi = f32::from_bits(((boundary as u32) + 1) << BUCKET_SHIFT);
     let mut bucket_max = 0.0f32;
     let mut bucket_min = f32::INFINITY;
-    for (i, (&v, &w)) in x.iter().zip(weights).enumerate() {
-        if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == boundary {
-            scratch.push(Cand::new(v, i as u32));
-            bucket_max = bucket_max.max(w);
-            bucket_min = bucket_min.min(w);
+    const SPAN: usize = 16;
+    for (b, (xb, wb)) in x.chunks(SPAN).zip(weights.chunks(SPAN)).enumerate() {
+        if wb.len() == SPAN && !super::kernels::any_in_range(wb, lo, hi) {
+            continue;
+        }
+        for (j, (&v, &w)) in xb.iter().zip(wb).enumerate() {
+            if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == boundary {
+                scratch.push(Cand::new(v, (b * SPAN + j) as u32));
+                bucket_max = bucket_max.max(w);
+                bucket_min = bucket_min.min(w);
+            }
         }
     }
     if keep_all {
@@ -401,7 +411,32 @@ mod timing {
             "full_histogram {:.3} us",
             t.elapsed().as_secs_f64() * 1e6 / reps as f64
         );
+        let t = Instant::now();
+        for _ in 0..reps {
+            std::hint::black_box(super::super::kernels::sum_and_high(
+                std::hint::black_box(&w),
+                HIST_MIN,
+            ));
+        }
+        println!(
+            "sum_and_high {:.3} us",
+            t.elapsed().as_secs_f64() * 1e6 / reps as f64
+        );
         let mut scratch = Vec::new();
+        let t = Instant::now();
+        for _ in 0..reps {
+            scratch.clear();
+            for (i, (&v, &w)) in x.iter().zip(std::hint::black_box(&w)).enumerate() {
+                if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == 900 {
+                    scratch.push(Cand::new(v, i as u32));
+                }
+            }
+        }
+        println!(
+            "collect {:.3} us ({})",
+            t.elapsed().as_secs_f64() * 1e6 / reps as f64,
+            scratch.len()
+        );
         let t = Instant::now();
         for _ in 0..reps {
             std::hint::black_box(top_p_cut(&x, std::hint::black_box(&w), 0.9, &mut scratch));
