@@ -321,7 +321,8 @@ def sample(
         history: The token ids each row has seen (prompt and output): a list of B
             sequences, or a ``[B, L]`` integer array. Needed only by the penalties.
         return_logprobs: Return a ``SampleOutput`` with logprobs instead of the ids alone.
-        num_logprobs: How many top alternatives ``SampleOutput`` carries per row.
+        num_logprobs: How many top alternatives ``SampleOutput`` carries per row (needs
+            ``return_logprobs=True``).
 
     Every parameter is either a scalar or a sequence with one value per row.
 
@@ -356,6 +357,8 @@ def sample(
         sequence=sequence,
     )
     n_top = check_int("num_logprobs", num_logprobs)
+    if n_top and not return_logprobs:
+        raise ValueError("num_logprobs > 0 needs return_logprobs=True")
     x, floats, ints, ids, offsets = _prepare(logits, params, history)
     token_ids, lp, raw_lp, top_ids, top_lp = _native.sample_batch(
         x, floats, ints, ids, offsets, bool(return_logprobs), n_top
