@@ -306,6 +306,40 @@ mod tests {
     }
 
     #[test]
+    fn the_avx2_builds_agree_bit_for_bit_with_the_portable_ones() {
+        let x: Vec<f32> = (0..5003)
+            .map(|i| ((i * 7919) % 1013) as f32 * -0.05)
+            .collect();
+        let max = scan(&x).max;
+        assert_eq!(scan(&x), scan_generic(&x));
+        let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        exp_shifted(&x, max, 0.7, &mut a);
+        exp_shifted_generic(&x, max, 0.7, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(sum_and_high(&a, 0.01), sum_and_high_generic(&a, 0.01));
+        assert_eq!(log_sum_exp(&x, max), log_sum_exp_generic(&x, max));
+        assert_eq!(first_index_of(&x, max), first_index_of_generic(&x, max));
+        let (mut i, mut j) = (Vec::new(), Vec::new());
+        indices_at_or_above(&x, -3.0, &mut i);
+        indices_at_or_above_generic(&x, -3.0, &mut j);
+        assert_eq!(i, j);
+        assert_eq!(
+            i,
+            (0..x.len() as u32)
+                .filter(|&k| x[k as usize] >= -3.0)
+                .collect::<Vec<_>>()
+        );
+        let (total, high) = sum_and_high(&a, 0.01);
+        let want: f64 = a.iter().map(|&w| f64::from(w)).sum();
+        let want_high: f64 = a
+            .iter()
+            .filter(|&&w| w >= 0.01)
+            .map(|&w| f64::from(w))
+            .sum();
+        assert!((total - want).abs() < 1e-4 * want && (high - want_high).abs() < 1e-4 * want);
+    }
+
+    #[test]
     fn first_index_of_takes_the_first_tie() {
         assert_eq!(first_index_of(&[1.0, 3.0, 2.0, 3.0], 3.0), 1);
     }
