@@ -89,6 +89,7 @@ def test_history_forms_agree() -> None:
         (dict(history=[[1]]), "history has 1 rows for 4 rows"),
         (dict(history=[[1], [2], [-3], [4]], repetition_penalty=1.1), "history row 2"),
         (dict(num_logprobs=-1), "num_logprobs"),
+        (dict(num_logprobs=3), "needs return_logprobs=True"),
     ],
 )
 def test_bad_parameters_raise_value_error_naming_them(kw: dict, message: str) -> None:

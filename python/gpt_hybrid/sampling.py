@@ -133,6 +133,27 @@ def _per_row(name: str, value: Any, rows: int) -> list[Any]:
     return [value] * rows
 
 
+def _is_per_row(value: Any) -> bool:
+    """Whether a parameter holds one value per row (rather than one for all)."""
+    if isinstance(value, (list, tuple)):
+        return True
+    if isinstance(value, np.ndarray):
+        return value.ndim > 0
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(value, torch.Tensor) and value.ndim > 0
+
+
+def _column(name: str, value: Any, rows: int, check: Any) -> Any:
+    """A checked scalar (numpy broadcasts it into the column) or a checked list of one per row."""
+    if not _is_per_row(value):
+        return check(name, value.item() if isinstance(value, np.ndarray) else value)
+    return _check_rows(name, _per_row(name, value, rows), check)
+
+
+def _check_u64(name: str, value: Any) -> int:
+    return check_int(name, value, maximum=MAX_U64)
+
+
 def _check_rows(name: str, values: list[Any], check: Any) -> list[Any]:
     """Checks every entry, naming the row when the parameter was given per row."""
     if values and all(v is values[0] for v in values):
@@ -196,20 +217,21 @@ def _prepare(
     rows = x.shape[0]
     floats = np.empty((rows, len(_FLOAT_PARAMS)), np.float64)
     for col, name in enumerate(_FLOAT_PARAMS):
-        floats[:, col] = _check_rows(name, _per_row(name, params[name], rows), check_float)
+        floats[:, col] = _column(name, params[name], rows, check_float)
     ints = np.empty((rows, 4), np.uint64)
-    ints[:, 0] = _check_rows("top_k", _per_row("top_k", params["top_k"], rows), check_int)
-    seeds = _per_row("seed", params["seed"], rows)
-    missing = [r for r, s in enumerate(seeds) if s is None]
-    fresh = iter(_seeds.draw(len(missing)).tolist() if missing else [])
-    seeds = [next(fresh) if s is None else s for s in seeds]
-
-    def u64(name: str, v: Any) -> int:
-        return check_int(name, v, maximum=MAX_U64)
-
-    ints[:, 1] = _check_rows("seed", seeds, u64)
-    ints[:, 2] = _check_rows("sequence", _per_row("sequence", params["sequence"], rows), u64)
-    ints[:, 3] = _check_rows("step", _per_row("step", params["step"], rows), u64)
+    ints[:, 0] = _column("top_k", params["top_k"], rows, check_int)
+    seed = params["seed"]
+    if seed is None:
+        ints[:, 1] = _seeds.draw(rows)
+    else:
+        if _is_per_row(seed):
+            seeds = _per_row("seed", seed, rows)
+            missing = [r for r, s in enumerate(seeds) if s is None]
+            fresh = iter(_seeds.draw(len(missing)).tolist() if missing else [])
+            seed = [next(fresh) if s is None else s for s in seeds]
+        ints[:, 1] = _column("seed", seed, rows, _check_u64)
+    ints[:, 2] = _column("sequence", params["sequence"], rows, _check_u64)
+    ints[:, 3] = _column("step", params["step"], rows, _check_u64)
     penalised = any(
         (floats[:, col] != _NEUTRAL[name]).any()
         for col, name in enumerate(_FLOAT_PARAMS)
@@ -299,7 +321,8 @@ def sample(
         history: The token ids each row has seen (prompt and output): a list of B
             sequences, or a ``[B, L]`` integer array. Needed only by the penalties.
         return_logprobs: Return a ``SampleOutput`` with logprobs instead of the ids alone.
-        num_logprobs: How many top alternatives ``SampleOutput`` carries per row.
+        num_logprobs: How many top alternatives ``SampleOutput`` carries per row (needs
+            ``return_logprobs=True``).
 
     Every parameter is either a scalar or a sequence with one value per row.
 
@@ -334,6 +357,8 @@ def sample(
         sequence=sequence,
     )
     n_top = check_int("num_logprobs", num_logprobs)
+    if n_top and not return_logprobs:
+        raise ValueError("num_logprobs > 0 needs return_logprobs=True")
     x, floats, ints, ids, offsets = _prepare(logits, params, history)
     token_ids, lp, raw_lp, top_ids, top_lp = _native.sample_batch(
         x, floats, ints, ids, offsets, bool(return_logprobs), n_top

@@ -15,8 +15,13 @@ pub struct Scan {
     pub has_pos_inf: bool,
 }
 
-/// One pass: the maximum (ignoring NaN) and whether any NaN is present.
-pub fn scan(x: &[f32]) -> Scan {
+simd_dispatch! {
+    /// One pass: the maximum (ignoring NaN) and whether any NaN is present.
+    pub fn scan / scan_avx2 (x: &[f32]) -> Scan => scan_generic
+}
+
+#[inline(always)]
+fn scan_generic(x: &[f32]) -> Scan {
     let mut acc = [f32::NEG_INFINITY; LANES];
     let mut nan = [false; LANES];
     let chunks = x.chunks_exact(LANES);
@@ -46,9 +51,39 @@ pub fn scan(x: &[f32]) -> Scan {
     }
 }
 
-/// The first index holding `max` (the greedy choice; `torch.argmax` also takes the first).
-pub fn first_index_of(x: &[f32], max: f32) -> usize {
-    x.iter().position(|&v| v == max).unwrap_or(0)
+simd_dispatch! {
+    /// The first index holding `max` (the greedy choice; `torch.argmax` also takes the first).
+    pub fn first_index_of / first_index_of_avx2 (x: &[f32], max: f32) -> usize => first_index_of_generic
+}
+
+#[inline(always)]
+fn first_index_of_generic(x: &[f32], max: f32) -> usize {
+    // Whole blocks are tested with a vectorised lane max; only the block holding it is
+    // searched value by value.
+    const BLOCK: usize = 64;
+    let mut start = 0;
+    for block in x.chunks_exact(BLOCK) {
+        if block_max(block) >= max {
+            break;
+        }
+        start += BLOCK;
+    }
+    x.get(start..)
+        .and_then(|rest| rest.iter().position(|&v| v == max))
+        .map_or(0, |j| start + j)
+}
+
+/// The largest value of `block` (whose length is a multiple of [`LANES`]), NaN ignored.
+#[inline(always)]
+pub fn block_max(block: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    for chunk in block.chunks_exact(LANES) {
+        for j in 0..LANES {
+            acc[j] = if chunk[j] > acc[j] { chunk[j] } else { acc[j] };
+        }
+    }
+    acc.iter()
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
 const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -86,15 +121,25 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     }
 }
 
-/// `out[i] = exp((x[i] - max) * inv_t)` for the whole row.
-pub fn exp_shifted(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
+simd_dispatch! {
+    /// `out[i] = exp((x[i] - max) * inv_t)` for the whole row.
+    pub fn exp_shifted / exp_shifted_avx2 (x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) => exp_shifted_generic
+}
+
+#[inline(always)]
+fn exp_shifted_generic(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
     for (o, &v) in out.iter_mut().zip(x) {
         *o = exp_nonpositive((v - max) * inv_t);
     }
 }
 
-/// `log(sum(exp(x)))` of a row without NaN or +inf, given its max; -inf for an all -inf row.
-pub fn log_sum_exp(x: &[f32], max: f32) -> f64 {
+simd_dispatch! {
+    /// `log(sum(exp(x)))` of a row without NaN or +inf, given its max; -inf for an all -inf row.
+    pub fn log_sum_exp / log_sum_exp_avx2 (x: &[f32], max: f32) -> f64 => log_sum_exp_generic
+}
+
+#[inline(always)]
+fn log_sum_exp_generic(x: &[f32], max: f32) -> f64 {
     if max == f32::NEG_INFINITY {
         return f64::NEG_INFINITY;
     }
@@ -115,6 +160,97 @@ pub fn log_sum_exp(x: &[f32], max: f32) -> f64 {
         total += f64::from(exp_nonpositive(v - max));
     }
     f64::from(max) + total.ln()
+}
+
+simd_dispatch! {
+    /// The sum of non-negative weights, and the sum of those >= `high` (16 f32 lanes, each
+    /// block of 1024 weights added in f64).
+    pub fn sum_and_high / sum_and_high_avx2 (w: &[f32], high: f32) -> (f64, f64) => sum_and_high_generic
+}
+
+#[inline(always)]
+fn sum_and_high_generic(w: &[f32], high: f32) -> (f64, f64) {
+    let mut total = 0.0f64;
+    let mut above = 0.0f64;
+    for block in w.chunks(1024) {
+        let (all, big) = block_sums_above(block, high);
+        total += f64::from(all);
+        above += f64::from(big);
+    }
+    (total, above)
+}
+
+/// (sum, sum of the values >= `high`) of a block, in 8 f32 lanes. Two single-sum loops:
+/// the block is in L1, and one loop with two sums does not vectorise.
+#[inline(always)]
+fn block_sums_above(block: &[f32], high: f32) -> (f32, f32) {
+    let mut big = [0.0f32; 8];
+    let chunks = block.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
+        for j in 0..8 {
+            big[j] += if c[j] >= high { c[j] } else { 0.0 };
+        }
+    }
+    let tail_big: f32 = tail.iter().map(|&v| if v >= high { v } else { 0.0 }).sum();
+    (block_sum(block), big.iter().sum::<f32>() + tail_big)
+}
+
+/// Whether any value of `block` lies in `[lo, hi)` (a vectorised count over 8 lanes).
+#[inline(always)]
+pub fn any_in_range(block: &[f32], lo: f32, hi: f32) -> bool {
+    let mut hits = [0.0f32; 8];
+    let chunks = block.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
+        for j in 0..8 {
+            hits[j] += if (c[j] >= lo) & (c[j] < hi) { 1.0 } else { 0.0 };
+        }
+    }
+    hits.iter().any(|&h| h > 0.0) || tail.iter().any(|&v| v >= lo && v < hi)
+}
+
+/// The sum of a block in 8 f32 lanes.
+#[inline(always)]
+pub fn block_sum(block: &[f32]) -> f32 {
+    let mut all = [0.0f32; 8];
+    let chunks = block.chunks_exact(8);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
+        for j in 0..8 {
+            all[j] += c[j];
+        }
+    }
+    all.iter().sum::<f32>() + tail.iter().sum::<f32>()
+}
+
+simd_dispatch! {
+    /// The indices of the values `>= floor`, in order, into `out`.
+    pub fn indices_at_or_above / indices_at_or_above_avx2 (x: &[f32], floor: f32, out: &mut Vec<u32>) => indices_at_or_above_generic
+}
+
+#[inline(always)]
+fn indices_at_or_above_generic(x: &[f32], floor: f32, out: &mut Vec<u32>) {
+    out.clear();
+    // Blocks whose maximum is below the floor (most of them, when few tokens pass) are
+    // skipped after one vectorised max.
+    const BLOCK: usize = 64;
+    for (b, block) in x.chunks(BLOCK).enumerate() {
+        if block.len() == BLOCK && block_max(block) < floor {
+            continue;
+        }
+        let base = b * BLOCK;
+        out.extend(
+            block
+                .iter()
+                .enumerate()
+                .filter(|(_, &v)| v >= floor)
+                .map(|(j, _)| (base + j) as u32),
+        );
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +303,40 @@ mod tests {
         let m = scan(&x).max;
         let want = x.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
         assert!((log_sum_exp(&x, m) - want).abs() < 1e-5);
+    }
+
+    #[test]
+    fn the_avx2_builds_agree_bit_for_bit_with_the_portable_ones() {
+        let x: Vec<f32> = (0..5003)
+            .map(|i| ((i * 7919) % 1013) as f32 * -0.05)
+            .collect();
+        let max = scan(&x).max;
+        assert_eq!(scan(&x), scan_generic(&x));
+        let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        exp_shifted(&x, max, 0.7, &mut a);
+        exp_shifted_generic(&x, max, 0.7, &mut b);
+        assert_eq!(a, b);
+        assert_eq!(sum_and_high(&a, 0.01), sum_and_high_generic(&a, 0.01));
+        assert_eq!(log_sum_exp(&x, max), log_sum_exp_generic(&x, max));
+        assert_eq!(first_index_of(&x, max), first_index_of_generic(&x, max));
+        let (mut i, mut j) = (Vec::new(), Vec::new());
+        indices_at_or_above(&x, -3.0, &mut i);
+        indices_at_or_above_generic(&x, -3.0, &mut j);
+        assert_eq!(i, j);
+        assert_eq!(
+            i,
+            (0..x.len() as u32)
+                .filter(|&k| x[k as usize] >= -3.0)
+                .collect::<Vec<_>>()
+        );
+        let (total, high) = sum_and_high(&a, 0.01);
+        let want: f64 = a.iter().map(|&w| f64::from(w)).sum();
+        let want_high: f64 = a
+            .iter()
+            .filter(|&&w| w >= 0.01)
+            .map(|&w| f64::from(w))
+            .sum();
+        assert!((total - want).abs() < 1e-4 * want && (high - want_high).abs() < 1e-4 * want);
     }
 
     #[test]

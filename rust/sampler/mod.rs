@@ -8,12 +8,40 @@
 //! No path sorts the vocabulary: top-k is a one-pass selection, top-p a histogram threshold
 //! search with an exact ranking of one bucket, min-p a plain threshold (see [`select`]).
 
+/// Defines `$name`, which runs the `#[inline(always)]` function `$generic` compiled for
+/// AVX2 + FMA (as `$avx`) when the CPU has them, and as plain x86-64 (SSE2) code otherwise.
+///
+/// Why: the wheel targets every x86-64 CPU, but the passes over the row run about 3x
+/// faster with 8-wide vectors. The result is the same either way (no fused multiply-add is
+/// introduced: Rust never contracts `a * b + c`).
+macro_rules! simd_dispatch {
+    ($(#[$m:meta])* $vis:vis fn $name:ident / $avx:ident ($($arg:ident : $ty:ty),*) $(-> $ret:ty)? => $generic:path) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2,fma")]
+        fn $avx($($arg: $ty),*) $(-> $ret)? {
+            $generic($($arg),*)
+        }
+
+        $(#[$m])*
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: the CPU has AVX2 and FMA, the only requirement of the callee.
+                return unsafe { $avx($($arg),*) };
+            }
+            $generic($($arg),*)
+        }
+    };
+}
+
 mod kernels;
 mod params;
 mod penalties;
 mod philox;
 mod row;
 mod select;
+
+use std::cell::RefCell;
 
 use rayon::prelude::*;
 
@@ -119,16 +147,39 @@ fn check_params(params: &[RowParams], rows: usize) -> Result<()> {
         .try_for_each(|(r, p)| p.validate(r))
 }
 
+thread_local! {
+    /// Each thread's buffers, kept between calls: a fresh row-sized buffer per call would
+    /// cost page faults on every step of a generation loop.
+    static SCRATCH: RefCell<Scratch> = RefCell::new(Scratch::default());
+}
+
+/// Runs `f` with this thread's scratch buffers (fresh ones if they are already in use).
+fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut scratch) => f(&mut scratch),
+        Err(_) => f(&mut Scratch::default()),
+    })
+}
+
+/// Batches with fewer logits than this run on the calling thread.
+const SEQUENTIAL_BELOW: usize = 1 << 16;
+
 /// Runs `f` on every row in parallel; returns the results in row order, or the error of the
 /// lowest failing row (so the message does not depend on thread timing).
 fn per_row<T: Send>(
     rows: usize,
+    vocab: usize,
     f: impl Fn(usize, &mut Scratch) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
-    let results: Vec<Result<T>> = (0..rows)
-        .into_par_iter()
-        .map_init(Scratch::default, |s, r| f(r, s))
-        .collect();
+    // Waking the pool costs more than a small batch takes on one thread.
+    let results: Vec<Result<T>> = if rows * vocab < SEQUENTIAL_BELOW {
+        (0..rows).map(|r| with_scratch(|s| f(r, s))).collect()
+    } else {
+        (0..rows)
+            .into_par_iter()
+            .map(|r| with_scratch(|s| f(r, s)))
+            .collect()
+    };
     results.into_iter().collect()
 }
 
@@ -147,7 +198,7 @@ pub fn sample(
     } else {
         0
     };
-    let per = per_row(logits.rows, |r, s| {
+    let per = per_row(logits.rows, logits.vocab, |r, s| {
         let raw = logits.row(r);
         let p = &params[r];
         row::final_distribution(r, raw, history.row(r), p, s)?;
@@ -190,14 +241,10 @@ pub fn probs(logits: Logits<'_>, params: &[RowParams], history: History<'_>) -> 
     check_params(params, logits.rows)?;
     history.check(logits.rows)?;
     let vocab = logits.vocab;
-    let rows = per_row(logits.rows, |r, s| {
+    let rows = per_row(logits.rows, logits.vocab, |r, s| {
         row::final_distribution(r, logits.row(r), history.row(r), &params[r], s)?;
         let mut dense = vec![0.0f32; vocab];
-        for (&id, &p) in s.ids.iter().zip(&s.probs) {
-            if let Some(slot) = dense.get_mut(id as usize) {
-                *slot = p;
-            }
-        }
+        row::write_probs(s, &mut dense);
         Ok(dense)
     })?;
     Ok(rows.concat())

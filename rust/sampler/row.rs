@@ -7,20 +7,92 @@ use super::philox;
 use super::select::{self, Cand};
 use crate::error::{Error, Result};
 
-/// Buffers reused from row to row by one worker thread.
+/// Buffers reused from row to row by one worker thread, and the final distribution.
 #[derive(Default)]
 pub struct Scratch {
     penalised: Vec<f32>,
-    weights: Vec<f32>,
     cands: Vec<Cand>,
     bucket: Vec<Cand>,
     history: Vec<u32>,
-    /// The final distribution: surviving ids and their unnormalised weights.
-    pub ids: Vec<u32>,
-    pub probs: Vec<f32>,
+    /// Dense form: the unnormalised weight of every token of the row (0 = filtered), and
+    /// the sums of its blocks of [`BLOCK`] tokens (so that a draw skips whole blocks).
+    weights: Vec<f32>,
+    block_sums: Vec<f32>,
+    /// Sparse form: the surviving ids and their unnormalised weights.
+    ids: Vec<u32>,
+    sparse_weights: Vec<f32>,
+    dense: bool,
+    /// The total weight of the survivors.
+    total: f64,
 }
 
-/// The final distribution of a row, left in `scratch.ids` / `scratch.probs` (normalised).
+/// Tokens per block of the dense form.
+const BLOCK: usize = 256;
+const LANES: usize = 16;
+
+/// `w` if token (`v`, `i`) ranks at or before `cut` and `w >= min_w`, else 0. Branch-free,
+/// so that the loops calling it vectorise.
+#[inline(always)]
+fn kept_weight(v: f32, w: f32, i: u32, cut: &Cand, min_w: f32) -> f32 {
+    let v = v + 0.0;
+    let keep = (v > cut.value) | ((v == cut.value) & (i <= cut.id));
+    if keep & (w >= min_w) {
+        w
+    } else {
+        0.0
+    }
+}
+
+simd_dispatch! {
+    /// Zeroes the filtered weights of the dense form in place, and fills the block sums.
+    fn apply_cut / apply_cut_avx2 (x: &[f32], weights: &mut [f32], block_sums: &mut Vec<f32>, cut: &Cand, min_w: f32) -> f64 => apply_cut_generic
+}
+
+#[inline(always)]
+fn apply_cut_generic(
+    x: &[f32],
+    weights: &mut [f32],
+    block_sums: &mut Vec<f32>,
+    cut: &Cand,
+    min_w: f32,
+) -> f64 {
+    block_sums.clear();
+    let mut total = 0.0f64;
+    for (b, (xb, wb)) in x.chunks(BLOCK).zip(weights.chunks_mut(BLOCK)).enumerate() {
+        let base = (b * BLOCK) as u32;
+        let mut lanes = [0.0f32; LANES];
+        for (c, (xc, wc)) in xb.chunks(LANES).zip(wb.chunks_mut(LANES)).enumerate() {
+            let cbase = base + (c * LANES) as u32;
+            for (j, (&v, w)) in xc.iter().zip(wc.iter_mut()).enumerate() {
+                *w = kept_weight(v, *w, cbase + j as u32, cut, min_w);
+                lanes[j] += *w;
+            }
+        }
+        let sum: f32 = lanes.iter().sum();
+        block_sums.push(sum);
+        total += f64::from(sum);
+    }
+    total
+}
+
+simd_dispatch! {
+    /// Block sums of the dense form (no filter: every weight is kept).
+    fn sum_blocks / sum_blocks_avx2 (weights: &[f32], block_sums: &mut Vec<f32>) -> f64 => sum_blocks_generic
+}
+
+#[inline(always)]
+fn sum_blocks_generic(weights: &[f32], block_sums: &mut Vec<f32>) -> f64 {
+    block_sums.clear();
+    let mut total = 0.0f64;
+    for wb in weights.chunks(BLOCK) {
+        let sum = kernels::block_sum(wb);
+        block_sums.push(sum);
+        total += f64::from(sum);
+    }
+    total
+}
+
+/// Computes the final distribution of a row into `scratch` (see [`draw`], [`write_probs`]).
 ///
 /// `logits` is the raw row; `history` the ids seen so far (for the penalties).
 pub fn final_distribution(
@@ -32,15 +104,20 @@ pub fn final_distribution(
 ) -> Result<()> {
     let Scratch {
         penalised,
-        weights,
         cands,
         bucket,
         history: hist_buf,
+        weights,
+        block_sums,
         ids,
-        probs,
+        sparse_weights,
+        dense,
+        total,
     } = scratch;
     ids.clear();
-    probs.clear();
+    sparse_weights.clear();
+    *dense = false;
+    *total = 0.0;
     let x: &[f32] = if params.has_penalties() && !history.is_empty() {
         penalised.clear();
         penalised.extend_from_slice(logits);
@@ -67,103 +144,141 @@ pub fn final_distribution(
     }
     if params.is_greedy() {
         ids.push(kernels::first_index_of(x, max) as u32);
-        probs.push(1.0);
+        sparse_weights.push(1.0);
+        *total = 1.0;
         return Ok(());
     }
     let inv_t = params.inv_temperature();
     let vocab = x.len();
+    let min_w = params.min_p as f32;
     if params.top_k > 0 && params.top_k < vocab {
         // Only the top-k candidates (and their ties) go on; they come back in rank order,
         // so top-p is a prefix and min-p a threshold on the already computed weights.
         select::top_k_with_ties(x, params.top_k, cands);
-        weights.clear();
-        weights.extend(
+        sparse_weights.extend(
             cands
                 .iter()
                 .map(|c| kernels::exp_nonpositive((c.value - max) * inv_t)),
         );
         let keep = if params.top_p < 1.0 {
-            select::top_p_prefix(weights, params.top_p)
+            select::top_p_prefix(sparse_weights, params.top_p)
         } else {
             cands.len()
         };
-        let min_w = params.min_p as f32;
-        for (c, &w) in cands.iter().zip(weights.iter()).take(keep) {
+        let mut n = 0;
+        for i in 0..keep.min(cands.len()) {
+            let w = sparse_weights[i];
             if w >= min_w && w > 0.0 {
-                ids.push(c.id);
-                probs.push(w);
+                sparse_weights[n] = w;
+                ids.push(cands[i].id);
+                n += 1;
             }
         }
-    } else if params.top_p < 1.0 {
+        sparse_weights.truncate(n);
+    } else if params.top_p < 1.0 || params.min_p == 0.0 {
+        // Dense form: every token's weight, then the top-p cut and min-p zero the rest.
         weights.resize(vocab, 0.0);
         kernels::exp_shifted(x, max, inv_t, weights);
-        let cut = select::top_p_cut(x, weights, params.top_p, bucket);
-        let min_w = params.min_p as f32;
-        for (i, (&v, &w)) in x.iter().zip(weights.iter()).enumerate() {
-            if w >= min_w && w > 0.0 && select::ranks_at_or_before(v, i as u32, &cut) {
-                ids.push(i as u32);
-                probs.push(w);
-            }
-        }
-    } else if params.min_p > 0.0 {
-        // exp((v - max) / T) >= min_p  <=>  v >= max + T ln(min_p): most of the row fails a
-        // plain compare, and exp runs only on the few that pass.
+        *dense = true;
+        *total = if params.top_p < 1.0 {
+            let cut = select::top_p_cut(x, weights, params.top_p, bucket);
+            apply_cut(x, weights, block_sums, &cut, min_w)
+        } else {
+            sum_blocks(weights, block_sums)
+        };
+        return Ok(());
+    } else {
+        // min-p alone: exp((v - max) / T) >= min_p  <=>  v >= max + T ln(min_p). A compare
+        // pass collects the few tokens that pass, and exp runs on those only.
         let log_floor = params.min_p.ln() * params.temperature;
         let slack = 1e-3 * (f64::from(max).abs() + log_floor.abs() + 1.0);
         let floor = (f64::from(max) + log_floor - slack) as f32;
-        let min_w = params.min_p as f32;
-        for (i, &v) in x.iter().enumerate() {
-            if v >= floor {
-                let w = kernels::exp_nonpositive((v - max) * inv_t);
-                if w >= min_w && w > 0.0 {
-                    ids.push(i as u32);
-                    probs.push(w);
-                }
+        kernels::indices_at_or_above(x, floor, ids);
+        let mut kept = 0;
+        for i in 0..ids.len() {
+            let id = ids[i];
+            let w = kernels::exp_nonpositive((x[id as usize] - max) * inv_t);
+            if w >= min_w && w > 0.0 {
+                ids[kept] = id;
+                sparse_weights.push(w);
+                kept += 1;
             }
         }
-    } else {
-        weights.resize(vocab, 0.0);
-        kernels::exp_shifted(x, max, inv_t, weights);
-        for (i, &w) in weights.iter().enumerate() {
-            if w > 0.0 {
-                ids.push(i as u32);
-                probs.push(w);
-            }
-        }
+        ids.truncate(kept);
     }
-    // The top token always has weight 1, so the set is never empty; normalise in f64.
-    let total: f64 = probs.iter().map(|&w| f64::from(w)).sum();
-    if total.is_nan() || total <= 0.0 {
+    *total = sparse_weights.iter().map(|&w| f64::from(w)).sum();
+    // The top token always has weight 1, so this only guards against a logic error.
+    if total.is_nan() || *total <= 0.0 {
         return Err(Error::Value(format!(
             "logits row {row}: no token has positive probability"
         )));
-    }
-    let scale = 1.0 / total;
-    for p in probs.iter_mut() {
-        *p = (f64::from(*p) * scale) as f32;
     }
     Ok(())
 }
 
 /// Draws from the distribution in `scratch` with the counter-based uniform of `params`;
-/// returns (token id, its probability).
+/// returns (token id, its probability under the final distribution).
 pub fn draw(params: &RowParams, scratch: &Scratch) -> (u32, f32) {
     let u = philox::uniform(params.seed, params.sequence, params.step);
-    let total: f64 = scratch.probs.iter().map(|&p| f64::from(p)).sum();
-    let target = u * total;
+    let target = u * scratch.total;
+    let prob = |w: f32| (f64::from(w) / scratch.total) as f32;
     let mut mass = 0.0f64;
     let mut last = (0u32, 0.0f32);
-    for (&id, &p) in scratch.ids.iter().zip(&scratch.probs) {
-        if p > 0.0 {
-            mass += f64::from(p);
-            last = (id, p);
+    if !scratch.dense {
+        for (&id, &w) in scratch.ids.iter().zip(&scratch.sparse_weights) {
+            if w > 0.0 {
+                mass += f64::from(w);
+                last = (id, w);
+                if mass > target {
+                    break;
+                }
+            }
+        }
+        return (last.0, prob(last.1));
+    }
+    // Skip whole blocks by their sums, then walk the block that crosses the target.
+    let mut last_block = None;
+    for (b, &sum) in scratch.block_sums.iter().enumerate() {
+        if sum > 0.0 {
+            last_block = Some(b);
+            if mass + f64::from(sum) > target {
+                break;
+            }
+            mass += f64::from(sum);
+        }
+    }
+    let Some(b) = last_block else { return (0, 0.0) };
+    let start = b * BLOCK;
+    let block = scratch.weights.get(start..).unwrap_or(&[]);
+    for (j, &w) in block.iter().take(BLOCK).enumerate() {
+        if w > 0.0 {
+            mass += f64::from(w);
+            last = ((start + j) as u32, w);
             if mass > target {
-                return last;
+                break;
             }
         }
     }
-    // Only reached when rounding leaves `target` at the very top: the last positive token.
-    last
+    // Rounding may leave `target` just above the walked mass: `last` is then the last
+    // positive token of the last positive block, never a filtered one.
+    (last.0, prob(last.1))
+}
+
+/// Writes the normalised final distribution into `out` (one row, zeros where filtered).
+pub fn write_probs(scratch: &Scratch, out: &mut [f32]) {
+    let scale = 1.0 / scratch.total;
+    if scratch.dense {
+        for (o, &w) in out.iter_mut().zip(&scratch.weights) {
+            *o = (f64::from(w) * scale) as f32;
+        }
+    } else {
+        out.fill(0.0);
+        for (&id, &w) in scratch.ids.iter().zip(&scratch.sparse_weights) {
+            if let Some(slot) = out.get_mut(id as usize) {
+                *slot = (f64::from(w) * scale) as f32;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -173,9 +288,12 @@ mod tests {
     fn dist(x: &[f32], params: RowParams) -> Vec<(u32, f32)> {
         let mut s = Scratch::default();
         final_distribution(0, x, &[], &params, &mut s).unwrap();
-        let mut out: Vec<(u32, f32)> = s.ids.iter().copied().zip(s.probs.iter().copied()).collect();
-        out.sort_by_key(|p| p.0);
-        out
+        let mut dense = vec![0.0f32; x.len()];
+        write_probs(&s, &mut dense);
+        (0..x.len() as u32)
+            .zip(dense)
+            .filter(|p| p.1 > 0.0)
+            .collect()
     }
 
     #[test]

@@ -38,15 +38,16 @@ pub fn rank_order(a: &Cand, b: &Cand) -> Ordering {
 pub fn top_k_with_ties(x: &[f32], k: usize, out: &mut Vec<Cand>) {
     out.clear();
     let k = k.max(1);
+    if k.saturating_mul(8) <= x.len() / BLOCK_MAX_LEN {
+        top_k_by_block_maxima(x, k, out);
+        return;
+    }
     let mut cap = (4 * k).max(1024);
     let mut threshold = f32::NEG_INFINITY;
-    const BLOCK: usize = 32;
+    const BLOCK: usize = 64;
     for (block_no, block) in x.chunks(BLOCK).enumerate() {
         // Cheap vectorised test of the whole block before looking at single values.
-        let block_max = block
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        if block_max < threshold {
+        if block.len() == BLOCK && super::kernels::block_max(block) < threshold {
             continue;
         }
         let base = block_no * BLOCK;
@@ -60,6 +61,44 @@ pub fn top_k_with_ties(x: &[f32], k: usize, out: &mut Vec<Cand>) {
             if out.len() * 2 > cap {
                 cap *= 2; // many ties with the k-th value: let the buffer grow
             }
+        }
+    }
+    if out.len() > k {
+        prune(out, k);
+    }
+    out.sort_unstable_by(rank_order);
+}
+
+const BLOCK_MAX_LEN: usize = 64;
+
+/// Top-k through block maxima, for k small next to the row: the k-th largest of the maxima
+/// of blocks of 64 is a lower bound of the k-th largest value (k blocks each hold a value at
+/// or above it), so only the blocks whose maximum reaches it (about k of them) are read
+/// value by value. Cost: one vectorised max pass, plus ~64k values.
+fn top_k_by_block_maxima(x: &[f32], k: usize, out: &mut Vec<Cand>) {
+    let blocks = x.chunks_exact(BLOCK_MAX_LEN);
+    let tail_start = x.len() - blocks.remainder().len();
+    let maxima: Vec<f32> = blocks.map(super::kernels::block_max).collect();
+    let mut order = maxima.clone();
+    let bound = if k <= order.len() {
+        *order.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1
+    } else {
+        f32::NEG_INFINITY
+    };
+    for (b, &m) in maxima.iter().enumerate() {
+        if m >= bound {
+            let base = b * BLOCK_MAX_LEN;
+            let block = x.get(base..base + BLOCK_MAX_LEN).unwrap_or(&[]);
+            for (j, &v) in block.iter().enumerate() {
+                if v >= bound {
+                    out.push(Cand::new(v, (base + j) as u32));
+                }
+            }
+        }
+    }
+    for (j, &v) in x.iter().enumerate().skip(tail_start) {
+        if v >= bound {
+            out.push(Cand::new(v, j as u32));
         }
     }
     if out.len() > k {
@@ -96,9 +135,47 @@ pub fn top_p_prefix(weights: &[f32], top_p: f64) -> usize {
 
 /// Buckets of exp-weights by the top bits of their float representation: bucket =
 /// `bits >> 20` (8 exponent bits + 3 mantissa bits), so weights in (0, 1] fall in buckets
-/// 0..=1016, each spanning a factor of 2^(1/8), and a higher bucket means a larger weight.
+/// 0..=1016 (of 1024), each spanning a factor of 2^(1/8), and a higher bucket means a larger weight.
 const BUCKET_SHIFT: u32 = 20;
-const BUCKETS: usize = 2048;
+const BUCKETS: usize = 1024;
+/// Weights below this (logits ~7 nats under the top at T = 1) are first left out of the
+/// histogram.
+const HIST_MIN: f32 = 1.0 / 1024.0;
+
+/// The histogram of all `weights` into `hist` (`BUCKETS` long).
+///
+/// Four interleaved sub-histograms: neighbouring tokens often fall in the same bucket, and
+/// with one table each add would wait for the previous store to the same slot.
+fn full_histogram(weights: &[f32], hist: &mut [f64]) {
+    let mut sub = vec![0.0f64; 4 * BUCKETS];
+    let key = |w: f32| (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1);
+    let quads = weights.chunks_exact(4);
+    let tail = quads.remainder();
+    for q in quads {
+        sub[key(q[0])] += f64::from(q[0]);
+        sub[BUCKETS + key(q[1])] += f64::from(q[1]);
+        sub[2 * BUCKETS + key(q[2])] += f64::from(q[2]);
+        sub[3 * BUCKETS + key(q[3])] += f64::from(q[3]);
+    }
+    for &w in tail {
+        sub[key(w)] += f64::from(w);
+    }
+    for (b, h) in hist.iter_mut().enumerate().take(BUCKETS) {
+        *h = sub[b] + sub[BUCKETS + b] + sub[2 * BUCKETS + b] + sub[3 * BUCKETS + b];
+    }
+}
+
+/// The bucket where the running mass from the top reaches `target`, and the mass above it.
+fn find_boundary(hist: &[f64], target: f64) -> Option<(usize, f64)> {
+    let mut above = 0.0f64;
+    for b in (0..hist.len()).rev() {
+        if above + hist[b] >= target && hist[b] > 0.0 {
+            return Some((b, above));
+        }
+        above += hist[b];
+    }
+    None
+}
 
 /// The last token top-p keeps when the whole row competes: the returned cut `c` means the
 /// kept set is every token ranked at or before `c` (see [`rank_order`]).
@@ -107,37 +184,101 @@ const BUCKETS: usize = 2048;
 /// histogram over its float bits; walking the buckets from the top finds the bucket where
 /// the running mass reaches `top_p`, and only that bucket's tokens are ranked exactly.
 pub fn top_p_cut(x: &[f32], weights: &[f32], top_p: f64, scratch: &mut Vec<Cand>) -> Cand {
-    let mut hist = vec![0.0f64; BUCKETS];
-    for &w in weights {
-        hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
-    }
-    let total: f64 = hist.iter().sum();
+    // In a language model's row most tokens are far below the top. When the weights >=
+    // HIST_MIN already reach the target mass (a vectorised masked sum says so), only they
+    // go into the histogram, through a rarely taken branch; otherwise all of them do.
+    let (total, high) = super::kernels::sum_and_high(weights, HIST_MIN);
     let target = top_p * total;
-    let mut above = 0.0f64;
-    let mut boundary = None;
-    for b in (0..BUCKETS).rev() {
-        if above + hist[b] >= target && hist[b] > 0.0 {
-            boundary = Some(b);
-            break;
+    let mut hist = vec![0.0f64; BUCKETS];
+    let mut found = None;
+    if high >= target {
+        for &w in weights {
+            if w >= HIST_MIN {
+                hist[(w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)] += f64::from(w);
+            }
         }
-        above += hist[b];
+        found = find_boundary(&hist, target);
     }
-    // If rounding keeps the running mass just under the target, everything is kept: the
-    // cut is the last token of the lowest non-empty bucket.
-    let keep_all = boundary.is_none();
-    let boundary = boundary.unwrap_or_else(|| hist.iter().position(|&m| m > 0.0).unwrap_or(0));
+    let (boundary, above, keep_all, target) = match found {
+        Some((b, above)) => (b, above, false, target),
+        None => {
+            full_histogram(weights, &mut hist);
+            let total: f64 = hist.iter().sum();
+            let target = top_p * total;
+            match find_boundary(&hist, target) {
+                Some((b, above)) => (b, above, false, target),
+                // Rounding kept the running mass just under the target: everything is kept,
+                // and the cut is the last token of the lowest non-empty bucket.
+                None => (
+                    hist.iter().position(|&m| m > 0.0).unwrap_or(0),
+                    0.0,
+                    true,
+                    target,
+                ),
+            }
+        }
+    };
     scratch.clear();
-    for (i, (&v, &w)) in x.iter().zip(weights).enumerate() {
-        if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == boundary {
-            scratch.push(Cand::new(v, i as u32));
+    // The bucket is the weight range [lo, hi): blocks of 16 with none in it (most) are
+    // skipped after a vectorised count.
+    let lo = f32::from_bits((boundary as u32) << BUCKET_SHIFT);
+    let hi = f32::from_bits(((boundary as u32) + 1) << BUCKET_SHIFT);
+    let mut bucket_max = 0.0f32;
+    let mut bucket_min = f32::INFINITY;
+    const SPAN: usize = 16;
+    for (b, (xb, wb)) in x.chunks(SPAN).zip(weights.chunks(SPAN)).enumerate() {
+        if wb.len() == SPAN && !super::kernels::any_in_range(wb, lo, hi) {
+            continue;
+        }
+        for (j, (&v, &w)) in xb.iter().zip(wb).enumerate() {
+            if (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1) == boundary {
+                scratch.push(Cand::new(v, (b * SPAN + j) as u32));
+                bucket_max = bucket_max.max(w);
+                bucket_min = bucket_min.min(w);
+            }
         }
     }
-    scratch.sort_unstable_by(rank_order);
-    let mut mass = above;
-    for c in scratch.iter().take_while(|_| !keep_all) {
+    if keep_all {
+        scratch.sort_unstable_by(rank_order);
+        return scratch.last().copied().unwrap_or(Cand {
+            value: f32::INFINITY,
+            id: 0,
+        });
+    }
+    // The bucket's weights lie within a factor 2^(1/8), so the number of its tokens needed
+    // is known within ~9%: at least `lo` (each adds <= bucket_max), at most `hi`. Two
+    // selections isolate that window, and only the window is sorted.
+    let needed = (target - above).max(0.0);
+    let n = scratch.len();
+    let lo = ((needed / f64::from(bucket_max)).floor() as usize)
+        .saturating_sub(1)
+        .min(n);
+    let hi = if bucket_min > 0.0 {
+        ((needed / f64::from(bucket_min)).ceil() as usize + 1).clamp(lo, n)
+    } else {
+        n
+    };
+    if hi < n && hi > 0 {
+        scratch.select_nth_unstable_by(hi, rank_order);
+    }
+    if lo > 0 && lo < hi {
+        scratch[..hi].select_nth_unstable_by(lo, rank_order);
+    }
+    let mut mass = above
+        + scratch[..lo]
+            .iter()
+            .map(|c| f64::from(weights[c.id as usize]))
+            .sum::<f64>();
+    scratch[lo..hi].sort_unstable_by(rank_order);
+    // Past `hi` only through rounding: then the rest is sorted and walked too.
+    for i in lo..n {
+        if i == hi {
+            scratch[hi..].sort_unstable_by(rank_order);
+        }
+        let c = scratch[i];
         mass += f64::from(weights[c.id as usize]);
         if mass >= target {
-            return *c;
+            return c;
         }
     }
     // Rounding left the target just out of reach: keep the whole bucket.
@@ -145,13 +286,6 @@ pub fn top_p_cut(x: &[f32], weights: &[f32], top_p: f64, scratch: &mut Vec<Cand>
         value: f32::INFINITY,
         id: 0,
     })
-}
-
-/// Whether token (`value`, `id`) ranks at or before `cut`.
-#[inline]
-pub fn ranks_at_or_before(value: f32, id: u32, cut: &Cand) -> bool {
-    let value = value + 0.0;
-    value > cut.value || (value == cut.value && id <= cut.id)
 }
 
 #[cfg(test)]
