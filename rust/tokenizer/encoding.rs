@@ -8,6 +8,27 @@ use super::bpe::Merger;
 use super::pretokenize::Pretokenizer;
 use crate::error::{Error, Result};
 
+/// `lens` value of tokens decoded through the general path.
+const SLOW: u8 = u8::MAX;
+
+/// Merged short pieces (packed bytes → count, ids of at most 7 tokens) for one encode call.
+type PieceCache = FxHashMap<u128, (u8, [u32; 7])>;
+
+/// Entries kept per call: bounds the memory a text of endless distinct pieces can take.
+const CACHE_LIMIT: usize = 1 << 16;
+
+/// Up to 15 bytes and their count in one integer (the count keeps "a" and "a\0" apart).
+#[inline(always)]
+fn pack(b: &[u8]) -> Option<u128> {
+    if b.len() > 15 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..b.len()].copy_from_slice(b);
+    buf[15] = b.len() as u8;
+    Some(u128::from_le_bytes(buf))
+}
+
 /// Which special tokens `encode` turns into their ids.
 #[derive(Clone, Debug)]
 pub enum Allowed {
@@ -24,6 +45,9 @@ pub struct Encoding {
     encoder: FxHashMap<Vec<u8>, u32>,
     /// Ids whose bytes BPE provably merges to that id: the whole-piece shortcut is exact for them.
     whole: Vec<bool>,
+    /// The short tokens (≤ 15 bytes) among `whole`, keyed by their packed bytes: most pieces of
+    /// real text are one short token, and an integer key costs one probe, no pointer chase.
+    short: FxHashMap<u128, u32>,
     merger: Merger,
     pre: Pretokenizer,
     /// Every id's bytes, specials included: `bytes[offsets[id]..offsets[id + 1]]`.
@@ -31,6 +55,10 @@ pub struct Encoding {
     offsets: Vec<u32>,
     /// Whether an id exists (ids may have holes, as cl100k_base does).
     present: Vec<bool>,
+    /// Each id's bytes in a fixed 16-byte slot, with its length (`SLOW` when longer or
+    /// absent): decoding copies whole slots, two stores per token, no per-token memcpy call.
+    slots: Vec<[u8; 16]>,
+    lens: Vec<u8>,
     specials: FxHashMap<String, u32>,
     /// All special tokens, overlapping matches (for the "disallowed" check).
     specials_any: Option<AhoCorasick>,
@@ -150,6 +178,11 @@ impl Encoding {
                 }
             }
         }
+        let short = tokens
+            .iter()
+            .filter(|(_, id)| whole.get(*id as usize) == Some(&true))
+            .filter_map(|(b, id)| pack(b).map(|k| (k, *id)))
+            .collect();
         let texts: Vec<&str> = specials.iter().map(|s| s.0.as_str()).collect();
         let build = |kind: MatchKind| -> Result<Option<AhoCorasick>> {
             if texts.is_empty() {
@@ -166,10 +199,28 @@ impl Encoding {
             specials_split: build(MatchKind::LeftmostLongest)?,
             encoder,
             whole,
+            short,
             merger,
             pre,
             bytes,
             offsets,
+            slots: by_id
+                .iter()
+                .map(|b| {
+                    let mut slot = [0u8; 16];
+                    if let Some(b) = b.filter(|b| b.len() <= 16) {
+                        slot[..b.len()].copy_from_slice(b);
+                    }
+                    slot
+                })
+                .collect(),
+            lens: by_id
+                .iter()
+                .map(|b| match b {
+                    Some(b) if b.len() <= 16 => b.len() as u8,
+                    _ => SLOW,
+                })
+                .collect(),
             present,
             specials: special_map,
         })
@@ -200,9 +251,29 @@ impl Encoding {
         &self.pre
     }
 
-    /// Appends the ids of one piece.
+    /// Appends the ids of one piece. `cache` remembers the merges of short multi-token pieces
+    /// for the rest of one call (text repeats its words; merging costs a dozen probes).
     #[inline]
-    fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>) {
+    fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut PieceCache) {
+        if let Some(k) = pack(piece) {
+            if let Some(&id) = self.short.get(&k) {
+                out.push(id);
+                return;
+            }
+            if let Some(&(n, ids)) = cache.get(&k) {
+                out.extend_from_slice(&ids[..n as usize]);
+                return;
+            }
+            let start = out.len();
+            self.merger.merge(piece, out);
+            if cache.len() < CACHE_LIMIT && out.len() - start <= 7 {
+                let mut ids = [0u32; 7];
+                let got = &out[start..];
+                ids[..got.len()].copy_from_slice(got);
+                cache.insert(k, (got.len() as u8, ids));
+            }
+            return;
+        }
         if let Some(&id) = self.encoder.get(piece) {
             if self.whole.get(id as usize) == Some(&true) {
                 out.push(id);
@@ -220,8 +291,10 @@ impl Encoding {
     }
 
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
-        self.pre
-            .for_each_piece(text, |piece| self.encode_piece(piece.as_bytes(), out))
+        let mut cache = PieceCache::default();
+        self.pre.for_each_piece(text, |piece| {
+            self.encode_piece(piece.as_bytes(), out, &mut cache)
+        })
     }
 
     /// The first special token in `text` that is not allowed, if any.
@@ -290,10 +363,36 @@ impl Encoding {
 
     /// The concatenated bytes of `ids`.
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(ids.len() * 4);
+        // First pass: the exact length (and every id checked), so the copy never reallocates.
+        let mut total = 0usize;
         for &id in ids {
-            out.extend_from_slice(self.token_bytes(id)?);
+            total += match self.lens.get(id as usize) {
+                Some(&n) if n != SLOW => n as usize,
+                _ => self.token_bytes(id)?.len(),
+            };
         }
+        // 16 spare bytes let every short token be copied as a whole slot.
+        let mut out = vec![0u8; total + 16];
+        let mut pos = 0usize;
+        for &id in ids {
+            let i = id as usize;
+            match (self.lens.get(i), self.slots.get(i)) {
+                (Some(&n), Some(slot)) if n != SLOW => {
+                    if let Some(dst) = out.get_mut(pos..pos + 16) {
+                        dst.copy_from_slice(slot);
+                    }
+                    pos += n as usize;
+                }
+                _ => {
+                    let b = self.token_bytes(id)?;
+                    if let Some(dst) = out.get_mut(pos..pos + b.len()) {
+                        dst.copy_from_slice(b);
+                    }
+                    pos += b.len();
+                }
+            }
+        }
+        out.truncate(total);
         Ok(out)
     }
 
