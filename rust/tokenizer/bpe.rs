@@ -147,12 +147,22 @@ impl Merger {
             if let Some((p, m)) = pair(&ids, &next, l) {
                 prio_at[l as usize] = p;
                 merged_at[l as usize] = m;
-                first.push(Reverse(((p as u64) << 32) | l as u64));
+                first.push(((p as u64) << 32) | l as u64);
             }
         }
-        // Heapify the first pairs at once (linear) rather than pushing them one by one.
-        let mut heap = BinaryHeap::from(first);
-        while let Some(Reverse(entry)) = heap.pop() {
+        // The first pairs are sorted once and consumed in order; only pairs created by merges go
+        // through the heap. A run of one character starts with a million equal pairs: sorting
+        // them is one cheap pass, popping them from a heap would be a million sift-downs.
+        first.sort_unstable();
+        let mut first = first.into_iter().peekable();
+        let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::new();
+        loop {
+            let entry = match (first.peek(), heap.peek()) {
+                (Some(&a), Some(&Reverse(b))) if b < a => heap.pop().map(|Reverse(e)| e),
+                (Some(_), _) => first.next(),
+                (None, _) => heap.pop().map(|Reverse(e)| e),
+            };
+            let Some(entry) = entry else { break };
             let (p, l) = ((entry >> 32) as u32, entry as u32);
             let li = l as usize;
             if prio_at.get(li) != Some(&p) {
