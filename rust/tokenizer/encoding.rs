@@ -410,3 +410,99 @@ impl Encoding {
         Err(Error::Key(format!("no single token for {bytes:?}")))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All bytes, "ab" (256), "abc" (257), " a" (258), and a special token at 300.
+    fn toy() -> Encoding {
+        let mut tokens: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        tokens.push((b"ab".to_vec(), 256));
+        tokens.push((b"abc".to_vec(), 257));
+        tokens.push((b" a".to_vec(), 258));
+        let specials = vec![("<|end|>".to_string(), 300)];
+        Encoding::new(tokens, Rules::Ranks, specials, "gpt2", "toy").unwrap()
+    }
+
+    #[test]
+    fn encodes_with_ranks_and_specials() {
+        let e = toy();
+        assert_eq!(e.n_vocab(), 301);
+        // " ab": "ab" (256) outranks " a" (258).
+        assert_eq!(e.encode_ordinary("abc ab").unwrap(), vec![257, 32, 256]);
+        assert_eq!(e.encode_ordinary(" ac").unwrap(), vec![258, 99]);
+        let text = "ab<|end|>c";
+        assert_eq!(e.encode(text, &Allowed::All).unwrap(), vec![256, 300, 99]);
+        let none = Allowed::Some(FxHashSet::default());
+        assert_eq!(
+            e.encode(text, &none).unwrap(),
+            e.encode_ordinary(text).unwrap()
+        );
+        assert_eq!(
+            e.find_disallowed(text, &Allowed::All).as_deref(),
+            Some("<|end|>")
+        );
+        assert_eq!(e.find_disallowed("plain", &Allowed::All), None);
+        assert_eq!(e.decode_bytes(&[257, 300]).unwrap(), b"abc<|end|>");
+        assert!(matches!(e.decode_bytes(&[299]), Err(Error::Key(_))));
+        assert!(matches!(e.decode_bytes(&[u32::MAX]), Err(Error::Key(_))));
+        assert_eq!(e.encode_single_token(b"<|end|>").unwrap(), 300);
+        assert!(matches!(e.encode_single_token(b"zz"), Err(Error::Key(_))));
+    }
+
+    #[test]
+    fn decode_handles_long_tokens_and_round_trips() {
+        let mut tokens: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        let long = "x".repeat(40).into_bytes();
+        tokens.push((long.clone(), 256));
+        let e = Encoding::new(tokens, Rules::Ranks, vec![], "gpt2", "t").unwrap();
+        let ids = [120, 256, 10, 256];
+        let want = [&b"x"[..], &long, b"\n", &long].concat();
+        assert_eq!(e.decode_bytes(&ids).unwrap(), want);
+        assert_eq!(e.decode_bytes(&[]).unwrap(), b"");
+    }
+
+    #[test]
+    fn bad_vocabularies_are_errors_not_panics() {
+        let bytes: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        let mut dup_id = bytes.clone();
+        dup_id.push((b"ab".to_vec(), 5));
+        let mut dup_tok = bytes.clone();
+        dup_tok.push((b"a".to_vec(), 999));
+        let missing: Vec<_> = bytes[1..].to_vec();
+        for (tokens, specials) in [
+            (dup_id, vec![]),
+            (dup_tok, vec![]),
+            (missing, vec![]),
+            (bytes.clone(), vec![("x".to_string(), 3)]),
+            (
+                bytes.clone(),
+                vec![("x".to_string(), 300), ("x".to_string(), 301)],
+            ),
+        ] {
+            let r = Encoding::new(tokens, Rules::Ranks, specials, "gpt2", "t");
+            assert!(matches!(r, Err(Error::Format(_))), "{r:?}");
+        }
+        let r = Encoding::new(bytes, Rules::Ranks, vec![], "(", "t");
+        assert!(matches!(r, Err(Error::Value(_))));
+    }
+
+    #[test]
+    fn hf_merges_only_merge_listed_pairs() {
+        // "abc" is in the vocabulary but only (a, b) is a merge: HF never produces "abc", so
+        // the whole-piece shortcut must not either.
+        let mut tokens: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        tokens.push((b"ab".to_vec(), 256));
+        tokens.push((b"abc".to_vec(), 257));
+        let e = Encoding::new(
+            tokens,
+            Rules::Merges(vec![(97, 98, 256)]),
+            vec![],
+            "gpt2",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(e.encode_ordinary("abc").unwrap(), vec![256, 99]);
+    }
+}

@@ -392,3 +392,60 @@ pub fn parse_ranks(raw: &[u8], file: &str) -> Result<Vec<(Vec<u8>, u32)>> {
     }
     Ok(tokens)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, content: &[u8]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gh-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    fn byte_vocab() -> String {
+        let t = byte_level::byte_to_char();
+        let entries: Vec<String> = (0..256)
+            .map(|b| format!("{}: {b}", serde_json::to_string(&t[b].to_string()).unwrap()))
+            .collect();
+        format!("{{{}}}", entries.join(", "))
+    }
+
+    #[test]
+    fn errors_name_file_and_place() {
+        let missing = from_vocab_merges(Path::new("/nonexistent/v.json"), Path::new("m"), "gpt2");
+        assert!(matches!(missing, Err(Error::Io { .. })));
+        let v = tmp("v.json", byte_vocab().as_bytes());
+        let m = tmp("m.txt", b"#version: 0.2\na b\n");
+        let e = from_vocab_merges(&v, &m, "gpt2").unwrap_err().to_string();
+        assert!(e.contains("m.txt: line 2") && e.contains("\"ab\""), "{e}");
+        let bad_json = tmp("bad.json", b"{\"a\": 1,");
+        let e = from_vocab_merges(&bad_json, &m, "gpt2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.json: invalid JSON at line 1"), "{e}");
+        let t = tmp("t.tiktoken", b"YQ== 0\n!!! 1\n");
+        let e = from_tiktoken(&t, "gpt2", vec![]).unwrap_err().to_string();
+        assert!(e.contains("t.tiktoken: line 2: bad base64"), "{e}");
+        let j = tmp(
+            "tokenizer.json",
+            br#"{"model": {"type": "WordPiece", "vocab": {}}}"#,
+        );
+        let e = from_tokenizer_json(&j).unwrap_err().to_string();
+        assert!(e.contains("model.type \"WordPiece\""), "{e}");
+    }
+
+    #[test]
+    fn loads_a_small_byte_level_vocabulary() {
+        let mut vocab = byte_vocab();
+        vocab.pop();
+        vocab.push_str(", \"ab\": 256, \"<|end|>\": 257}");
+        let v = tmp("v2.json", vocab.as_bytes());
+        let m = tmp("m2.txt", b"#version: 0.2\na b\n");
+        let enc = from_vocab_merges(&v, &m, "gpt2").unwrap();
+        assert_eq!(enc.encode_ordinary("abab").unwrap(), vec![256, 256]);
+        assert_eq!(enc.specials().get("<|end|>"), Some(&257));
+    }
+}
