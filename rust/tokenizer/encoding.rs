@@ -17,6 +17,9 @@ type PieceCache = FxHashMap<u128, (u8, [u32; 7])>;
 /// Entries kept per call: bounds the memory a text of endless distinct pieces can take.
 const CACHE_LIMIT: usize = 1 << 16;
 
+/// Texts shorter than this encode without the merge cache.
+const CACHE_MIN_TEXT: usize = 4096;
+
 /// Up to 15 bytes and their count in one integer (the count keeps "a" and "a\0" apart).
 #[inline(always)]
 fn pack(b: &[u8]) -> Option<u128> {
@@ -254,7 +257,7 @@ impl Encoding {
     /// Appends the ids of one piece. `cache` remembers the merges of short multi-token pieces
     /// for the rest of one call (text repeats its words; merging costs a dozen probes).
     #[inline]
-    fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut PieceCache) {
+    fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut PieceCache, limit: usize) {
         if let Some(k) = pack(piece) {
             if let Some(&id) = self.short.get(&k) {
                 out.push(id);
@@ -266,7 +269,7 @@ impl Encoding {
             }
             let start = out.len();
             self.merger.merge(piece, out);
-            if cache.len() < CACHE_LIMIT && out.len() - start <= 7 {
+            if cache.len() < limit && out.len() - start <= 7 {
                 let mut ids = [0u32; 7];
                 let got = &out[start..];
                 ids[..got.len()].copy_from_slice(got);
@@ -291,9 +294,15 @@ impl Encoding {
     }
 
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
+        // Short texts rarely repeat a multi-token piece; allocating a cache would cost more.
+        let limit = if text.len() >= CACHE_MIN_TEXT {
+            CACHE_LIMIT
+        } else {
+            0
+        };
         let mut cache = PieceCache::default();
         self.pre.for_each_piece(text, |piece| {
-            self.encode_piece(piece.as_bytes(), out, &mut cache)
+            self.encode_piece(piece.as_bytes(), out, &mut cache, limit)
         })
     }
 
