@@ -90,3 +90,18 @@ def test_every_token_merges_back_to_itself(encoding) -> None:
     name, ranks, _ = encoding
     unreachable = [t for t, r in ranks.items() if len(t) > 1 and ref.bpe_merge(t, ranks) != [r]]
     assert unreachable == [], f"{name}: {len(unreachable)} tokens unreachable by merging"
+
+
+def test_patterns_are_tiktokens_own() -> None:
+    # Read the patterns out of tiktoken's registry (without its downloads) so that a typo in
+    # ours cannot hide behind a matching typo in the peer built from it.
+    from unittest import mock
+
+    import tiktoken_ext.openai_public as public
+
+    with mock.patch.object(public, "load_tiktoken_bpe", return_value={}):
+        for name in NAMES:
+            if name == "gpt2":
+                assert ref.PATTERNS[name] == public.r50k_pat_str
+            else:
+                assert ref.PATTERNS[name] == getattr(public, name)()["pat_str"], name
