@@ -89,7 +89,7 @@ def tiktoken_ranks(path: Path) -> dict[bytes, int]:
         return load_tiktoken_bpe(str(path))
 
 
-def tiktoken_encoding(name: str, ranks: dict[bytes, int]):
+def tiktoken_encoding(name: str, ranks: dict[bytes, int], special_tokens=None):
     """A ``tiktoken.Encoding`` for ``name`` built from ``ranks`` with tiktoken's pattern."""
     import tiktoken
 
@@ -97,7 +97,7 @@ def tiktoken_encoding(name: str, ranks: dict[bytes, int]):
         name=f"{name}_from_files",
         pat_str=ref.PATTERNS[name],
         mergeable_ranks=ranks,
-        special_tokens=SPECIAL_TOKENS[name],
+        special_tokens=SPECIAL_TOKENS[name] if special_tokens is None else special_tokens,
     )
 
 
