@@ -153,6 +153,43 @@ def test_vocab_lookups_agree(vocab: Vocab) -> None:
         assert vocab.ours.encode_single_token(token) == rank
 
 
+def loaders(vocab: Vocab, gpt2_files, tmp: Path) -> dict[str, Any]:
+    """The same vocabulary through every constructor that can load it."""
+    special = util.SPECIAL_TOKENS[vocab.name]
+    out = {
+        "from_ranks": gh.Tokenizer.from_ranks(
+            vocab.ranks, pattern=vocab.name, special_tokens=special
+        )
+    }
+    if vocab.name == "gpt2":
+        vocab.hf.save(str(tmp / "tokenizer.json"))
+        (tmp / "hf_files").mkdir()
+        vocab.hf.model.save(str(tmp / "hf_files"))  # HF's vocab.json + merges.txt
+        out["tokenizer.json"] = gh.Tokenizer.from_pretrained(tmp)
+        out["HF vocab.json+merges.txt"] = gh.Tokenizer.from_files(
+            tmp / "hf_files" / "vocab.json", tmp / "hf_files" / "merges.txt"
+        )
+        out["from_pretrained(vocab.json+merges.txt)"] = gh.Tokenizer.from_pretrained(
+            tmp / "hf_files"
+        )
+    elif vocab.name == "cl100k_base":
+        gz = util._package_dir("bpe_openai") / "data" / "cl100k_base.tiktoken.gz"
+        out["bpe-openai's file"] = gh.Tokenizer.from_tiktoken(
+            util.gunzip_to(gz, tmp), pattern=vocab.name, special_tokens=special
+        )
+    return out
+
+
+def test_every_loader_gives_the_same_ids(vocab, gpt2_files, corpus, tmp_path) -> None:
+    sample = "".join(text[:4000] for text in corpus.values()) + "<|endoftext|> end"
+    want = vocab.tk.encode(sample, allowed_special="all")
+    for how, tok in loaders(vocab, gpt2_files, tmp_path).items():
+        assert tok.encode(sample, allowed_special="all") == want, how
+        assert tok.n_vocab == vocab.tk.n_vocab, how
+        assert tok.eot_token == vocab.tk.eot_token, how
+        assert tok.decode(want) == sample, how
+
+
 # --- generated text --------------------------------------------------------------------------
 
 # Every kind of whitespace the split patterns treat specially (\s, \r\n, the no-break and
