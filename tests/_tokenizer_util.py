@@ -35,6 +35,41 @@ SPECIAL_TOKENS = {
     "o200k_base": {ENDOFTEXT: 199999, "<|endofprompt|>": 200018},
 }
 
+# Short texts at the corners of the split patterns: white space at the end of the text (with and
+# without a line break: o200k has no `\s++$`), `\r\n`, no-break and ideographic spaces,
+# contractions in any case (`ſ` folds to `s`), title-case letters, marks with and without a
+# letter before them, digit runs, CJK, emoji with joiners and modifiers.
+CORNER_CASES = [
+    "",
+    " ",
+    "\n",
+    "Hello world",
+    "Hello  world   ",
+    "a\n  ",
+    "a  \n  ",
+    "x\t\n \n  ",
+    "a \n",
+    "a\r\n\r\n",
+    "a \n\n  b\r\n\tc \t",
+    "   leading spaces",
+    "trailing\n\n\n",
+    "1\n2 \n 3\t",
+    "I'm, you're, he'LL, THEY'VE, SHE'S, it'D",
+    "'s's'S 'Ll 'ſ 'ſt don'ſ",
+    "x\u00a0y\u3000z \u2028 \u0085 end\u3000",
+    "1234567 12 1 ١٢٣٤ ⅷ½",
+    "emoji 👍🏽 family 👨\u200d👩\u200d👧 flags 🇫🇷🇩🇪",
+    "混合English和中文。！？",
+    "Ελληνικά русский हिन्दी 한국어 日本語 العربية",
+    "path/to/file.py\r\n//comment\n/\n",
+    "ÄBCdef ÀÉÎõü ǅungla ǄUNGLA ǅ'S",
+    "e\u0301\u0301 \u0301abc  \u0301a a\u0301B",
+    "HTTPRequest's JSONParser'LL iPhone ĲsselMeer",
+    "\t\t\t",
+    " " * 50 + "x",
+    "!!!\n\n??? ...\r\n",
+]
+
 
 def _package_dir(name: str) -> Path:
     spec = importlib.util.find_spec(name)

@@ -17,26 +17,6 @@ NAMES = ["gpt2", "cl100k_base", "o200k_base"]
 # Enough of every file to meet each script and the emoji, while the O(n²) reference stays fast.
 SAMPLE_CHARS = 12_000
 
-CORNER_CASES = [
-    "",
-    "Hello world",
-    "Hello  world   ",
-    "a \n\n  b\r\n\tc \t",
-    "   leading spaces",
-    "trailing\n\n\n",
-    "I'm, you're, he'LL, THEY'VE, SHE'S, it'D",
-    "'s's'S 'Ll",
-    "x\u00a0y\u3000z \u2028 \u0085 end",
-    "1234567 12 1 ١٢٣٤",
-    "emoji 👍🏽 family 👨‍👩‍👧 flags 🇫🇷🇩🇪",
-    "混合English和中文。！？",
-    "Ελληνικά русский हिन्दी 한국어 日本語 العربية",
-    "path/to/file.py\r\n//comment\n",
-    "ÄBCdef ÀÉÎõü ǅungla",
-    "\t\t\t",
-    " " * 50 + "x",
-]
-
 
 @pytest.fixture(scope="module", params=NAMES)
 def encoding(request, gpt2_files, tmp_path_factory):
@@ -49,7 +29,7 @@ def encoding(request, gpt2_files, tmp_path_factory):
     return name, ranks, util.tiktoken_encoding(name, ranks)
 
 
-@pytest.mark.parametrize("text", CORNER_CASES)
+@pytest.mark.parametrize("text", util.CORNER_CASES)
 def test_reference_matches_tiktoken_on_corner_cases(encoding, text: str) -> None:
     name, ranks, tk = encoding
     ids = ref.encode_ordinary(text, ranks, ref.PATTERNS[name])

@@ -135,6 +135,12 @@ def test_batch_equals_one_by_one(vocab: Vocab, corpus: dict[str, str]) -> None:
     assert vocab.ours.encode_batch(texts) == one_by_one
 
 
+@pytest.mark.parametrize("text", util.CORNER_CASES)
+def test_corner_cases(vocab: Vocab, text: str) -> None:
+    ids = check_text(vocab, text, hf_ids(vocab, [text])[0])
+    assert ids == ref.encode_ordinary(text, vocab.ranks, ref.PATTERNS[vocab.name])
+
+
 @pytest.mark.parametrize("char", ["a", " ", "\n", "中", "😀", "1", "!", "\u00a0"])
 def test_long_runs_of_one_char(vocab: Vocab, char: str) -> None:
     # Runs cross the boundaries where a naive merge goes quadratic or a scanner buffer ends.
