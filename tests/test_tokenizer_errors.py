@@ -336,8 +336,12 @@ def test_wrong_path_type_raises_typeerror(gpt2_files) -> None:
 def test_bad_values_raise_valueerror(tok) -> None:
     with pytest.raises((ValueError, OverflowError)):
         tok.encode_batch(["x"], num_threads=-1)
-    with pytest.raises(LookupError):  # what bytes.decode raises for an unknown handler
-        tok.decode([1], errors="no-such-handler")
+    # Like bytes.decode: an unknown error handler is looked up (LookupError) once bytes fail.
+    invalid = [tok.encode_single_token(b"\xff")]
+    with pytest.raises(LookupError):
+        b"\xff".decode("utf-8", "no-such-handler")
+    with pytest.raises(LookupError):
+        tok.decode(invalid, errors="no-such-handler")
 
 
 # --- arbitrary bytes as each file format: an error or a tokenizer, never a crash ----------------
@@ -384,3 +388,56 @@ def test_fuzzed_tiktoken_and_tokenizer_json(tmp_path: Path, content: bytes, mode
         gh.Tokenizer.from_pretrained(tmp_path)
     except ValueError:
         pass
+
+
+# --- ids far beyond the vocabulary: an error, not an allocation of 2³² slots ---------------------
+
+_HUGE_ID_SCRIPT = """
+import resource, sys
+# 2 GiB of address space: a table sized by the largest id (64 GiB here) fails instead of
+# eating the machine, and the failure shows as a crash of this child, not of pytest.
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+import gpt_hybrid as gh
+kind, path = sys.argv[1], sys.argv[2]
+try:
+    if kind == "tiktoken":
+        gh.Tokenizer.from_tiktoken(path, pattern="gpt2")
+    else:
+        gh.Tokenizer.from_pretrained(path)
+except ValueError as e:
+    print("ValueError:", e)
+"""
+
+
+@pytest.mark.parametrize("kind", ["tiktoken", "tokenizer.json"])
+def test_huge_id_is_an_error_not_a_crash(gpt2_files, tmp_path: Path, kind: str) -> None:
+    import os
+    import subprocess
+    import sys
+
+    huge = 2**32 - 2
+    if kind == "tiktoken":
+        path = write_tiktoken(tmp_path / "huge.tiktoken", [f"aGk= {huge}"])
+    else:
+        path = tmp_path / "tokenizer.json"
+        util.hf_gpt2(*gpt2_files).save(str(path))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        data["model"]["vocab"]["hi"] = huge  # leaves a hole where "hi" was: fine
+        path.write_text(json.dumps(data), encoding="utf-8")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _HUGE_ID_SCRIPT,
+            kind,
+            str(path if kind == "tiktoken" else tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert run.returncode == 0, f"crashed (rc {run.returncode}): {run.stderr[:300]}"
+    assert run.stdout.startswith("ValueError:") and str(huge) in run.stdout, run.stdout
+    assert path.name in run.stdout, run.stdout
