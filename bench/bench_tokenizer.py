@@ -363,7 +363,7 @@ def markdown(report: Report, vocabs: list[str], threads: int) -> None:
                 if row is None:
                     cells.append("–")
                 elif case in PATHOLOGICAL:
-                    cells.append(f"{row['wall'] * 1e3:.1f} ms")
+                    cells.append(f"{row['cpu'] * 1e3:.1f} ms CPU")
                 else:
                     cells.append(f"{_speed(row, by) / 1e6:.1f} MB/s")
             ours, peer = report.get(name, case, "ours"), report.get(name, case, "tiktoken")
