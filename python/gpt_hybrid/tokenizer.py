@@ -381,7 +381,8 @@ class Tokenizer:
     def incremental_decoder(self) -> IncrementalDecoder:
         """A fresh streaming decoder (see :class:`IncrementalDecoder`).
 
-        >>> Tokenizer.from_ranks({bytes([b]): b for b in range(256)}).incremental_decoder().push([97])
+        >>> tok = Tokenizer.from_ranks({bytes([b]): b for b in range(256)})
+        >>> tok.incremental_decoder().push([97])
         'a'
         """
         return IncrementalDecoder(self._core.incremental_decoder())
@@ -449,4 +450,6 @@ class Tokenizer:
         if len(self._specials) > 4:
             specials += f", ... ({len(self._specials)})"
         name = f"{self.name!r}, " if self.name else ""
-        return f"Tokenizer({name}n_vocab={self.n_vocab}, pattern={pattern!r}, specials=[{specials}])"
+        return (
+            f"Tokenizer({name}n_vocab={self.n_vocab}, pattern={pattern!r}, specials=[{specials}])"
+        )

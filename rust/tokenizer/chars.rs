@@ -223,7 +223,8 @@ mod tests {
 
     #[test]
     fn table_agrees_with_regex_on_every_code_point() {
-        let checks: [(&str, fn(Cls) -> bool); 4] = [
+        type Check = (&'static str, fn(Cls) -> bool);
+        let checks: [Check; 4] = [
             (r"\A\p{L}\z", |c| c.is_letter()),
             (r"\A\p{N}\z", |c| c == Cls::Number),
             (r"\A\s\z", |c| c == Cls::Space),
