@@ -69,6 +69,28 @@ pub struct Encoding {
     specials_split: Option<AhoCorasick>,
 }
 
+/// Tables are indexed by id, so a vocabulary may leave at most this many ids unused below its
+/// largest (cl100k_base leaves 15): a stray id near 2^32 must be an error, not a 64 GiB table.
+pub const MAX_UNUSED_IDS: usize = 1 << 20;
+
+/// Checks that no id in `ids` (name, id) lies more than [`MAX_UNUSED_IDS`] beyond `count`, the
+/// number of tokens.
+pub fn check_ids_dense(
+    ids: impl IntoIterator<Item = (String, u32)>,
+    count: usize,
+    source: &str,
+) -> Result<()> {
+    for (name, id) in ids {
+        if id as usize >= count.saturating_add(MAX_UNUSED_IDS) {
+            return Err(Error::Format(format!(
+                "{source}: id {id} of {name:?} is far beyond the {count} tokens (ids must be \
+                 nearly dense: at most {MAX_UNUSED_IDS} unused)"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// How the merge rules were given.
 pub enum Rules {
     /// tiktoken ranks: any split of a token into two tokens merges, by the token's rank.
@@ -88,6 +110,18 @@ impl Encoding {
         source: &str,
     ) -> Result<Self> {
         let pre = Pretokenizer::new(pattern)?;
+        check_ids_dense(
+            tokens
+                .iter()
+                .map(|(b, id)| (String::from_utf8_lossy(b).into_owned(), *id)),
+            tokens.len() + specials.len(),
+            source,
+        )?;
+        check_ids_dense(
+            specials.iter().cloned(),
+            tokens.len() + specials.len(),
+            source,
+        )?;
         let mut encoder: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
         encoder.reserve(tokens.len());
         let n_vocab = tokens

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::byte_level;
-use super::encoding::{Encoding, Rules};
+use super::encoding::{check_ids_dense, Encoding, Rules};
 use crate::error::{Error, Result};
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -126,6 +126,10 @@ fn from_hf_parts(
         ids.insert(k.as_str(), *id);
         bytes_of.insert(*id, b);
     }
+    // Before `reachable`, a table sized by the largest id.
+    let count = vocab.len() + added.len();
+    check_ids_dense(vocab.iter().cloned(), count, vocab_file)?;
+    check_ids_dense(added.iter().cloned(), count, vocab_file)?;
     let mut reachable = vec![false; bytes_of.keys().max().map_or(0, |m| *m as usize + 1)];
     for (id, b) in &bytes_of {
         if b.len() == 1 {
@@ -177,8 +181,15 @@ pub fn from_vocab_merges(vocab: &Path, merges: &Path, pattern: &str) -> Result<E
     let raw = read(vocab)?;
     let entries: Entries = serde_json::from_slice(&raw).map_err(|e| json_error(vocab, e))?;
     let vocab_entries = vocab_entries(entries.0, &vocab_file)?;
-    let text = String::from_utf8(read(merges)?)
-        .map_err(|e| Error::Format(format!("{merges_file}: not UTF-8: {e}")))?;
+    let text = String::from_utf8(read(merges)?).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Error::Format(format!("{merges_file}: line {line}: not UTF-8: {e}"))
+    })?;
     let merges = merges_lines(&text, &merges_file)?;
     from_hf_parts(
         vocab_entries,
@@ -379,6 +390,16 @@ pub fn parse_ranks(raw: &[u8], file: &str) -> Result<Vec<(Vec<u8>, u32)>> {
             .ok_or_else(|| Error::Format(format!("{file}: line {line_no}: bad rank")))?;
         tokens.push((bytes, rank));
         lines.push(line_no);
+    }
+    let mut seen_tokens: FxHashMap<&[u8], usize> = FxHashMap::default();
+    for (i, (b, _)) in tokens.iter().enumerate() {
+        if let Some(first) = seen_tokens.insert(b.as_slice(), i) {
+            return Err(Error::Format(format!(
+                "{file}: line {}: token {b:?} already given on line {}",
+                lines.get(i).unwrap_or(&0),
+                lines.get(first).unwrap_or(&0)
+            )));
+        }
     }
     let mut seen: FxHashMap<u32, usize> = FxHashMap::default();
     for (i, (_, r)) in tokens.iter().enumerate() {
