@@ -355,3 +355,36 @@ def test_malformed_tiktoken_and_tokenizer_json(tmp_path):
     _write(d / "tokenizer.json", '{"model": ')
     with pytest.raises(ValueError, match="tokenizer.json: invalid JSON at line 1"):
         gh.Tokenizer.from_pretrained(d)
+
+
+def test_long_pieces_take_the_heap_path_and_match_tiktoken(tok, tk):
+    # Pieces over 64 bytes merge through the heap; tiktoken is quadratic there, so keep the
+    # compared runs moderate and only round-trip the megabyte one.
+    for text in ["a" * 3001, "中" * 1001, "ab" * 777, " " * 5000 + "x", "1" * 4000, "!?" * 999]:
+        assert tok.encode(text) == tk.encode(text), text[:10]
+    big = "z" * (1 << 20)
+    ids = tok.encode(big)
+    assert tok.decode(ids) == big
+    assert len(ids) <= len(big) // 2  # merged, not left as bytes
+
+
+def test_ids_may_be_any_int_sequence(tok):
+    import numpy as np
+
+    ids = tok.encode("Hello world")
+    assert tok.decode(tuple(ids)) == "Hello world"
+    assert tok.decode(np.array(ids, dtype=np.int64)) == "Hello world"
+    assert tok.decode_bytes(np.array(ids, dtype=np.uint32)) == b"Hello world"
+    assert tok.incremental_decoder().push(tuple(ids)) == "Hello world"
+
+
+def test_custom_pattern_matches_tiktoken_with_the_same_regex(gpt2_files):
+    import tiktoken
+
+    ranks = _tiktoken_gpt2(gpt2_files)._mergeable_ranks
+    pattern = r"\p{L}+|\p{N}|[^\p{L}\p{N}]+"
+    ours = gh.Tokenizer.from_ranks(ranks, pattern=pattern)
+    ref = tiktoken.Encoding("custom", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
+    assert ours.pattern == pattern
+    for p in PARAGRAPHS:
+        assert ours.encode(p) == ref.encode(p)

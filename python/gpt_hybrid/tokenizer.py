@@ -311,7 +311,9 @@ class Tokenizer:
         texts = list(texts)
         for i, t in enumerate(texts):
             _check_text(t, f"texts[{i}]")
-        if num_threads is not None and (not isinstance(num_threads, int) or num_threads < 1):
+        if num_threads is not None and not isinstance(num_threads, int):
+            raise TypeError(f"num_threads must be an int or None, not {type(num_threads).__name__}")
+        if num_threads is not None and num_threads < 1:
             raise ValueError(f"num_threads must be a positive int or None, got {num_threads!r}")
         allowed = self._allowed(allowed_special)
         disallowed = self._disallowed(allowed, disallowed_special)

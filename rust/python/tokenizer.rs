@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBytes, PyDict, PyList};
 use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 
@@ -20,6 +21,40 @@ use crate::tokenizer::{load, Allowed, Encoding, Rules};
 #[pyclass(frozen, module = "gpt_hybrid._native", name = "Encoding")]
 pub struct PyEncoding {
     inner: Arc<Encoding>,
+    /// One Python int per id, made on first use: building a result list then only bumps
+    /// reference counts instead of allocating an int object per token.
+    /// (PyOnceLock: safe if making the ints runs Python code that lets another thread in.)
+    ints: PyOnceLock<Vec<Py<PyAny>>>,
+}
+
+impl PyEncoding {
+    fn new(enc: Encoding) -> Self {
+        PyEncoding {
+            inner: Arc::new(enc),
+            ints: PyOnceLock::new(),
+        }
+    }
+
+    /// `ids` as a Python list of ints.
+    fn to_list<'py>(&self, py: Python<'py>, ids: &[u32]) -> PyResult<Bound<'py, PyList>> {
+        let ints = self.ints.get_or_init(py, || {
+            (0..self.inner.n_vocab())
+                .map(|i| {
+                    let Ok(o) = i.into_pyobject(py);
+                    o.into_any().unbind()
+                })
+                .collect()
+        });
+        // Every id of an encode result is below n_vocab; any other gets a fresh int.
+        let items = ids.iter().map(|&i| match ints.get(i as usize) {
+            Some(o) => o.clone_ref(py).into_bound(py),
+            None => {
+                let Ok(o) = (i as usize).into_pyobject(py);
+                o.into_any()
+            }
+        });
+        PyList::new(py, items)
+    }
 }
 
 fn allowed(set: Option<HashSet<String>>) -> Allowed {
@@ -35,6 +70,41 @@ fn ids_u32(ids: Vec<i64>) -> PyResult<Vec<u32>> {
     ids.into_iter()
         .map(|i| u32::try_from(i).map_err(|_| PyKeyError::new_err(format!("unknown token id {i}"))))
         .collect()
+}
+
+/// Ids from a Python list of ints, fast: this extraction is most of what decoding costs.
+/// Anything else (tuples, numpy arrays, int subclasses) goes through pyo3's generic path.
+fn extract_ids(obj: &Bound<'_, PyAny>) -> PyResult<Vec<u32>> {
+    if let Ok(list) = obj.cast::<PyList>() {
+        let n = list.len();
+        let mut out = Vec::with_capacity(n);
+        let ptr = list.as_ptr();
+        for i in 0..n {
+            // SAFETY: we hold the GIL and `i < len`; the borrowed item stays alive while the
+            // list does, and nothing between here and its use runs Python code (exact ints
+            // only: PyLong_AsLongLong then calls no __index__ that could mutate the list).
+            let v = unsafe {
+                let item = pyo3::ffi::PyList_GetItem(ptr, i as pyo3::ffi::Py_ssize_t);
+                if item.is_null() || pyo3::ffi::PyLong_CheckExact(item) == 0 {
+                    None
+                } else {
+                    Some(pyo3::ffi::PyLong_AsLongLong(item))
+                }
+            };
+            match v {
+                Some(-1) if PyErr::take(obj.py()).is_some() => {
+                    return Err(PyKeyError::new_err("unknown token id (too large)"))
+                }
+                Some(v) => out.push(
+                    u32::try_from(v)
+                        .map_err(|_| PyKeyError::new_err(format!("unknown token id {v}")))?,
+                ),
+                None => return ids_u32(obj.extract::<Vec<i64>>()?),
+            }
+        }
+        return Ok(out);
+    }
+    ids_u32(obj.extract::<Vec<i64>>()?)
 }
 
 /// A rayon pool per requested thread count, built once (building one costs thread spawns).
@@ -68,18 +138,14 @@ impl PyEncoding {
         pattern: &str,
     ) -> PyResult<Self> {
         let enc = py.detach(|| load::from_vocab_merges(&vocab, &merges, pattern))?;
-        Ok(PyEncoding {
-            inner: Arc::new(enc),
-        })
+        Ok(PyEncoding::new(enc))
     }
 
     /// Loads a Hugging Face tokenizer.json (byte-level BPE).
     #[staticmethod]
     fn from_tokenizer_json(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         let enc = py.detach(|| load::from_tokenizer_json(&path))?;
-        Ok(PyEncoding {
-            inner: Arc::new(enc),
-        })
+        Ok(PyEncoding::new(enc))
     }
 
     /// Loads a tiktoken rank file (plain or gzip).
@@ -91,9 +157,7 @@ impl PyEncoding {
         specials: Vec<(String, u32)>,
     ) -> PyResult<Self> {
         let enc = py.detach(|| load::from_tiktoken(&path, pattern, specials))?;
-        Ok(PyEncoding {
-            inner: Arc::new(enc),
-        })
+        Ok(PyEncoding::new(enc))
     }
 
     /// Builds an encoding from tiktoken-style ranks (bytes, rank).
@@ -105,26 +169,26 @@ impl PyEncoding {
         specials: Vec<(String, u32)>,
     ) -> PyResult<Self> {
         let enc = py.detach(|| Encoding::new(ranks, Rules::Ranks, specials, pattern, "ranks"))?;
-        Ok(PyEncoding {
-            inner: Arc::new(enc),
-        })
+        Ok(PyEncoding::new(enc))
     }
 
     /// Ids of `text`, special texts encoded as ordinary text.
-    fn encode_ordinary(&self, py: Python<'_>, text: &str) -> PyResult<Vec<u32>> {
-        Ok(py.detach(|| self.inner.encode_ordinary(text))?)
+    fn encode_ordinary<'py>(&self, py: Python<'py>, text: &str) -> PyResult<Bound<'py, PyList>> {
+        let ids = py.detach(|| self.inner.encode_ordinary(text))?;
+        self.to_list(py, &ids)
     }
 
     /// Ids of `text`; `allowed` special tokens (None: all) become their ids.
     #[pyo3(signature = (text, allowed))]
-    fn encode(
+    fn encode<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         text: &str,
         allowed: Option<HashSet<String>>,
-    ) -> PyResult<Vec<u32>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let allowed = self::allowed(allowed);
-        Ok(py.detach(|| self.inner.encode(text, &allowed))?)
+        let ids = py.detach(|| self.inner.encode(text, &allowed))?;
+        self.to_list(py, &ids)
     }
 
     /// The first special token in `text` among `disallowed` (None: all), if any.
@@ -142,15 +206,15 @@ impl PyEncoding {
     /// Encodes many texts in parallel. `allowed` as for `encode`; `ordinary` ignores specials;
     /// `disallowed` texts raise (ValueError naming the token) before any work is returned.
     #[pyo3(signature = (texts, allowed, disallowed, ordinary, num_threads = None))]
-    fn encode_batch(
+    fn encode_batch<'py>(
         &self,
-        py: Python<'_>,
+        py: Python<'py>,
         texts: Vec<String>,
         allowed: Option<HashSet<String>>,
         disallowed: Option<HashSet<String>>,
         ordinary: bool,
         num_threads: Option<usize>,
-    ) -> PyResult<Vec<Vec<u32>>> {
+    ) -> PyResult<Bound<'py, PyList>> {
         let allowed = self::allowed(allowed);
         let disallowed = disallowed.map(|d| self::allowed(Some(d)));
         let enc = &self.inner;
@@ -180,23 +244,33 @@ impl PyEncoding {
             None => work(),
         });
         match out {
-            Ok(v) => Ok(v),
+            Ok(v) => {
+                let lists = v
+                    .iter()
+                    .map(|ids| self.to_list(py, ids))
+                    .collect::<PyResult<Vec<_>>>()?;
+                PyList::new(py, lists)
+            }
             Err(BatchError::Core(e)) => Err(e.into()),
             Err(BatchError::Disallowed(tok)) => Err(PyValueError::new_err(tok)),
         }
     }
 
     /// The bytes of `ids`; `KeyError` for an unknown id.
-    fn decode_bytes<'py>(&self, py: Python<'py>, ids: Vec<i64>) -> PyResult<Bound<'py, PyBytes>> {
-        let ids = ids_u32(ids)?;
+    fn decode_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        ids: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyBytes>> {
+        let ids = extract_ids(ids)?;
         let bytes = py.detach(|| self.inner.decode_bytes(&ids))?;
         Ok(PyBytes::new(py, &bytes))
     }
 
     /// The text of `ids`, invalid UTF-8 replaced by U+FFFD (`strict`: ValueError instead).
     #[pyo3(signature = (ids, strict = false))]
-    fn decode(&self, py: Python<'_>, ids: Vec<i64>, strict: bool) -> PyResult<String> {
-        let ids = ids_u32(ids)?;
+    fn decode(&self, py: Python<'_>, ids: &Bound<'_, PyAny>, strict: bool) -> PyResult<String> {
+        let ids = extract_ids(ids)?;
         let bytes = py.detach(|| self.inner.decode_bytes(&ids))?;
         match String::from_utf8(bytes) {
             Ok(s) => Ok(s),
@@ -287,8 +361,8 @@ pub struct PyIncrementalDecoder {
 impl PyIncrementalDecoder {
     /// Adds ids; returns the text whose characters are complete. `KeyError` for an unknown id
     /// (nothing of that call is consumed then).
-    fn push(&self, ids: Vec<i64>) -> PyResult<String> {
-        let ids = ids_u32(ids)?;
+    fn push(&self, ids: &Bound<'_, PyAny>) -> PyResult<String> {
+        let ids = extract_ids(ids)?;
         let bytes = self.enc.decode_bytes(&ids)?;
         let mut s = self
             .stream

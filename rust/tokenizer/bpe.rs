@@ -133,43 +133,62 @@ impl Merger {
         // breaks ties leftmost. An entry is stale when the pair now at that position has another
         // priority; an entry with the current priority is valid whatever pushed it, since the
         // pair it names is then the smallest one left.
-        let pair = |ids: &[u32], next: &[u32], l: u32| -> Option<(u32, u32, u32)> {
+        let pair = |ids: &[u32], next: &[u32], l: u32| -> Option<(u32, u32)> {
             let r = *next.get(l as usize)?;
             let (a, b) = (*ids.get(l as usize)?, *ids.get(r as usize)?);
-            self.rule(a, b).map(|(p, m)| (p, m, r))
+            self.rule(a, b)
         };
-        // Heapify the first pairs at once (linear) rather than pushing them one by one.
-        let first: Vec<Reverse<u64>> = (0..n32)
-            .filter_map(|l| {
-                pair(&ids, &next, l).map(|(p, _, _)| Reverse(((p as u64) << 32) | l as u64))
-            })
-            .collect();
-        let mut heap = BinaryHeap::from(first);
-        while let Some(Reverse(entry)) = heap.pop() {
-            let (p, l) = ((entry >> 32) as u32, entry as u32);
-            if ids.get(l as usize) == Some(&DEAD) {
-                continue;
+        // The rule of the pair starting at each position, kept current, so that checking a
+        // popped entry costs a load instead of a hash probe.
+        let mut prio_at = vec![u32::MAX; n];
+        let mut merged_at = vec![0u32; n];
+        let mut first = Vec::with_capacity(n);
+        for l in 0..n32 {
+            if let Some((p, m)) = pair(&ids, &next, l) {
+                prio_at[l as usize] = p;
+                merged_at[l as usize] = m;
+                first.push(((p as u64) << 32) | l as u64);
             }
-            let Some((cur, m, r)) = pair(&ids, &next, l) else {
-                continue;
+        }
+        // The first pairs are sorted once and consumed in order; only pairs created by merges go
+        // through the heap. A run of one character starts with a million equal pairs: sorting
+        // them is one cheap pass, popping them from a heap would be a million sift-downs.
+        first.sort_unstable();
+        let mut first = first.into_iter().peekable();
+        let mut heap: BinaryHeap<Reverse<u64>> = BinaryHeap::new();
+        loop {
+            let entry = match (first.peek(), heap.peek()) {
+                (Some(&a), Some(&Reverse(b))) if b < a => heap.pop().map(|Reverse(e)| e),
+                (Some(_), _) => first.next(),
+                (None, _) => heap.pop().map(|Reverse(e)| e),
             };
-            if cur != p {
-                continue;
+            let Some(entry) = entry else { break };
+            let (p, l) = ((entry >> 32) as u32, entry as u32);
+            let li = l as usize;
+            if prio_at.get(li) != Some(&p) {
+                continue; // stale: the pair at l changed (or l was merged away)
             }
-            ids[l as usize] = m;
+            let r = next[li];
+            ids[li] = merged_at[li];
             ids[r as usize] = DEAD;
+            prio_at[r as usize] = u32::MAX;
             let rn = next[r as usize];
-            next[l as usize] = rn;
+            next[li] = rn;
             if rn != NONE {
                 prev[rn as usize] = l;
             }
-            if let Some((p2, _, _)) = pair(&ids, &next, l) {
-                heap.push(Reverse(((p2 as u64) << 32) | l as u64));
-            }
-            let lp = prev[l as usize];
-            if lp != NONE {
-                if let Some((p2, _, _)) = pair(&ids, &next, lp) {
-                    heap.push(Reverse(((p2 as u64) << 32) | lp as u64));
+            for at in [Some(l), Some(prev[li]).filter(|&x| x != NONE)]
+                .into_iter()
+                .flatten()
+            {
+                let ai = at as usize;
+                match pair(&ids, &next, at) {
+                    Some((p2, m2)) => {
+                        prio_at[ai] = p2;
+                        merged_at[ai] = m2;
+                        heap.push(Reverse(((p2 as u64) << 32) | at as u64));
+                    }
+                    None => prio_at[ai] = u32::MAX,
                 }
             }
         }

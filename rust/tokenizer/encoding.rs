@@ -8,6 +8,30 @@ use super::bpe::Merger;
 use super::pretokenize::Pretokenizer;
 use crate::error::{Error, Result};
 
+/// `lens` value of tokens decoded through the general path.
+const SLOW: u8 = u8::MAX;
+
+/// Merged short pieces (packed bytes → count, ids of at most 7 tokens) for one encode call.
+type PieceCache = FxHashMap<u128, (u8, [u32; 7])>;
+
+/// Entries kept per call: bounds the memory a text of endless distinct pieces can take.
+const CACHE_LIMIT: usize = 1 << 16;
+
+/// Texts shorter than this encode without the merge cache.
+const CACHE_MIN_TEXT: usize = 4096;
+
+/// Up to 15 bytes and their count in one integer (the count keeps "a" and "a\0" apart).
+#[inline(always)]
+fn pack(b: &[u8]) -> Option<u128> {
+    if b.len() > 15 {
+        return None;
+    }
+    let mut buf = [0u8; 16];
+    buf[..b.len()].copy_from_slice(b);
+    buf[15] = b.len() as u8;
+    Some(u128::from_le_bytes(buf))
+}
+
 /// Which special tokens `encode` turns into their ids.
 #[derive(Clone, Debug)]
 pub enum Allowed {
@@ -24,6 +48,9 @@ pub struct Encoding {
     encoder: FxHashMap<Vec<u8>, u32>,
     /// Ids whose bytes BPE provably merges to that id: the whole-piece shortcut is exact for them.
     whole: Vec<bool>,
+    /// The short tokens (≤ 15 bytes) among `whole`, keyed by their packed bytes: most pieces of
+    /// real text are one short token, and an integer key costs one probe, no pointer chase.
+    short: FxHashMap<u128, u32>,
     merger: Merger,
     pre: Pretokenizer,
     /// Every id's bytes, specials included: `bytes[offsets[id]..offsets[id + 1]]`.
@@ -31,11 +58,37 @@ pub struct Encoding {
     offsets: Vec<u32>,
     /// Whether an id exists (ids may have holes, as cl100k_base does).
     present: Vec<bool>,
+    /// Each id's bytes in a fixed 16-byte slot, with its length (`SLOW` when longer or
+    /// absent): decoding copies whole slots, two stores per token, no per-token memcpy call.
+    slots: Vec<[u8; 16]>,
+    lens: Vec<u8>,
     specials: FxHashMap<String, u32>,
     /// All special tokens, overlapping matches (for the "disallowed" check).
     specials_any: Option<AhoCorasick>,
     /// All special tokens, leftmost-longest (for splitting with every special allowed).
     specials_split: Option<AhoCorasick>,
+}
+
+/// Tables are indexed by id, so a vocabulary may leave at most this many ids unused below its
+/// largest (cl100k_base leaves 15): a stray id near 2^32 must be an error, not a 64 GiB table.
+pub const MAX_UNUSED_IDS: usize = 1 << 20;
+
+/// Checks that no id in `ids` (name, id) lies more than [`MAX_UNUSED_IDS`] beyond `count`, the
+/// number of tokens.
+pub fn check_ids_dense(
+    ids: impl IntoIterator<Item = (String, u32)>,
+    count: usize,
+    source: &str,
+) -> Result<()> {
+    for (name, id) in ids {
+        if id as usize >= count.saturating_add(MAX_UNUSED_IDS) {
+            return Err(Error::Format(format!(
+                "{source}: id {id} of {name:?} is far beyond the {count} tokens (ids must be \
+                 nearly dense: at most {MAX_UNUSED_IDS} unused)"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// How the merge rules were given.
@@ -57,6 +110,18 @@ impl Encoding {
         source: &str,
     ) -> Result<Self> {
         let pre = Pretokenizer::new(pattern)?;
+        check_ids_dense(
+            tokens
+                .iter()
+                .map(|(b, id)| (String::from_utf8_lossy(b).into_owned(), *id)),
+            tokens.len() + specials.len(),
+            source,
+        )?;
+        check_ids_dense(
+            specials.iter().cloned(),
+            tokens.len() + specials.len(),
+            source,
+        )?;
         let mut encoder: FxHashMap<Vec<u8>, u32> = FxHashMap::default();
         encoder.reserve(tokens.len());
         let n_vocab = tokens
@@ -150,6 +215,11 @@ impl Encoding {
                 }
             }
         }
+        let short = tokens
+            .iter()
+            .filter(|(_, id)| whole.get(*id as usize) == Some(&true))
+            .filter_map(|(b, id)| pack(b).map(|k| (k, *id)))
+            .collect();
         let texts: Vec<&str> = specials.iter().map(|s| s.0.as_str()).collect();
         let build = |kind: MatchKind| -> Result<Option<AhoCorasick>> {
             if texts.is_empty() {
@@ -166,10 +236,28 @@ impl Encoding {
             specials_split: build(MatchKind::LeftmostLongest)?,
             encoder,
             whole,
+            short,
             merger,
             pre,
             bytes,
             offsets,
+            slots: by_id
+                .iter()
+                .map(|b| {
+                    let mut slot = [0u8; 16];
+                    if let Some(b) = b.filter(|b| b.len() <= 16) {
+                        slot[..b.len()].copy_from_slice(b);
+                    }
+                    slot
+                })
+                .collect(),
+            lens: by_id
+                .iter()
+                .map(|b| match b {
+                    Some(b) if b.len() <= 16 => b.len() as u8,
+                    _ => SLOW,
+                })
+                .collect(),
             present,
             specials: special_map,
         })
@@ -200,9 +288,29 @@ impl Encoding {
         &self.pre
     }
 
-    /// Appends the ids of one piece.
+    /// Appends the ids of one piece. `cache` remembers the merges of short multi-token pieces
+    /// for the rest of one call (text repeats its words; merging costs a dozen probes).
     #[inline]
-    fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>) {
+    fn encode_piece(&self, piece: &[u8], out: &mut Vec<u32>, cache: &mut PieceCache, limit: usize) {
+        if let Some(k) = pack(piece) {
+            if let Some(&id) = self.short.get(&k) {
+                out.push(id);
+                return;
+            }
+            if let Some(&(n, ids)) = cache.get(&k) {
+                out.extend_from_slice(&ids[..n as usize]);
+                return;
+            }
+            let start = out.len();
+            self.merger.merge(piece, out);
+            if cache.len() < limit && out.len() - start <= 7 {
+                let mut ids = [0u32; 7];
+                let got = &out[start..];
+                ids[..got.len()].copy_from_slice(got);
+                cache.insert(k, (got.len() as u8, ids));
+            }
+            return;
+        }
         if let Some(&id) = self.encoder.get(piece) {
             if self.whole.get(id as usize) == Some(&true) {
                 out.push(id);
@@ -220,8 +328,16 @@ impl Encoding {
     }
 
     fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
-        self.pre
-            .for_each_piece(text, |piece| self.encode_piece(piece.as_bytes(), out))
+        // Short texts rarely repeat a multi-token piece; allocating a cache would cost more.
+        let limit = if text.len() >= CACHE_MIN_TEXT {
+            CACHE_LIMIT
+        } else {
+            0
+        };
+        let mut cache = PieceCache::default();
+        self.pre.for_each_piece(text, |piece| {
+            self.encode_piece(piece.as_bytes(), out, &mut cache, limit)
+        })
     }
 
     /// The first special token in `text` that is not allowed, if any.
@@ -290,10 +406,36 @@ impl Encoding {
 
     /// The concatenated bytes of `ids`.
     pub fn decode_bytes(&self, ids: &[u32]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(ids.len() * 4);
+        // First pass: the exact length (and every id checked), so the copy never reallocates.
+        let mut total = 0usize;
         for &id in ids {
-            out.extend_from_slice(self.token_bytes(id)?);
+            total += match self.lens.get(id as usize) {
+                Some(&n) if n != SLOW => n as usize,
+                _ => self.token_bytes(id)?.len(),
+            };
         }
+        // 16 spare bytes let every short token be copied as a whole slot.
+        let mut out = vec![0u8; total + 16];
+        let mut pos = 0usize;
+        for &id in ids {
+            let i = id as usize;
+            match (self.lens.get(i), self.slots.get(i)) {
+                (Some(&n), Some(slot)) if n != SLOW => {
+                    if let Some(dst) = out.get_mut(pos..pos + 16) {
+                        dst.copy_from_slice(slot);
+                    }
+                    pos += n as usize;
+                }
+                _ => {
+                    let b = self.token_bytes(id)?;
+                    if let Some(dst) = out.get_mut(pos..pos + b.len()) {
+                        dst.copy_from_slice(b);
+                    }
+                    pos += b.len();
+                }
+            }
+        }
+        out.truncate(total);
         Ok(out)
     }
 
@@ -309,5 +451,101 @@ impl Encoding {
             return Ok(id);
         }
         Err(Error::Key(format!("no single token for {bytes:?}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// All bytes, "ab" (256), "abc" (257), " a" (258), and a special token at 300.
+    fn toy() -> Encoding {
+        let mut tokens: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        tokens.push((b"ab".to_vec(), 256));
+        tokens.push((b"abc".to_vec(), 257));
+        tokens.push((b" a".to_vec(), 258));
+        let specials = vec![("<|end|>".to_string(), 300)];
+        Encoding::new(tokens, Rules::Ranks, specials, "gpt2", "toy").unwrap()
+    }
+
+    #[test]
+    fn encodes_with_ranks_and_specials() {
+        let e = toy();
+        assert_eq!(e.n_vocab(), 301);
+        // " ab": "ab" (256) outranks " a" (258).
+        assert_eq!(e.encode_ordinary("abc ab").unwrap(), vec![257, 32, 256]);
+        assert_eq!(e.encode_ordinary(" ac").unwrap(), vec![258, 99]);
+        let text = "ab<|end|>c";
+        assert_eq!(e.encode(text, &Allowed::All).unwrap(), vec![256, 300, 99]);
+        let none = Allowed::Some(FxHashSet::default());
+        assert_eq!(
+            e.encode(text, &none).unwrap(),
+            e.encode_ordinary(text).unwrap()
+        );
+        assert_eq!(
+            e.find_disallowed(text, &Allowed::All).as_deref(),
+            Some("<|end|>")
+        );
+        assert_eq!(e.find_disallowed("plain", &Allowed::All), None);
+        assert_eq!(e.decode_bytes(&[257, 300]).unwrap(), b"abc<|end|>");
+        assert!(matches!(e.decode_bytes(&[299]), Err(Error::Key(_))));
+        assert!(matches!(e.decode_bytes(&[u32::MAX]), Err(Error::Key(_))));
+        assert_eq!(e.encode_single_token(b"<|end|>").unwrap(), 300);
+        assert!(matches!(e.encode_single_token(b"zz"), Err(Error::Key(_))));
+    }
+
+    #[test]
+    fn decode_handles_long_tokens_and_round_trips() {
+        let mut tokens: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        let long = "x".repeat(40).into_bytes();
+        tokens.push((long.clone(), 256));
+        let e = Encoding::new(tokens, Rules::Ranks, vec![], "gpt2", "t").unwrap();
+        let ids = [120, 256, 10, 256];
+        let want = [&b"x"[..], &long, b"\n", &long].concat();
+        assert_eq!(e.decode_bytes(&ids).unwrap(), want);
+        assert_eq!(e.decode_bytes(&[]).unwrap(), b"");
+    }
+
+    #[test]
+    fn bad_vocabularies_are_errors_not_panics() {
+        let bytes: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        let mut dup_id = bytes.clone();
+        dup_id.push((b"ab".to_vec(), 5));
+        let mut dup_tok = bytes.clone();
+        dup_tok.push((b"a".to_vec(), 999));
+        let missing: Vec<_> = bytes[1..].to_vec();
+        for (tokens, specials) in [
+            (dup_id, vec![]),
+            (dup_tok, vec![]),
+            (missing, vec![]),
+            (bytes.clone(), vec![("x".to_string(), 3)]),
+            (
+                bytes.clone(),
+                vec![("x".to_string(), 300), ("x".to_string(), 301)],
+            ),
+        ] {
+            let r = Encoding::new(tokens, Rules::Ranks, specials, "gpt2", "t");
+            assert!(matches!(r, Err(Error::Format(_))), "{r:?}");
+        }
+        let r = Encoding::new(bytes, Rules::Ranks, vec![], "(", "t");
+        assert!(matches!(r, Err(Error::Value(_))));
+    }
+
+    #[test]
+    fn hf_merges_only_merge_listed_pairs() {
+        // "abc" is in the vocabulary but only (a, b) is a merge: HF never produces "abc", so
+        // the whole-piece shortcut must not either.
+        let mut tokens: Vec<(Vec<u8>, u32)> = (0..=255u8).map(|b| (vec![b], b as u32)).collect();
+        tokens.push((b"ab".to_vec(), 256));
+        tokens.push((b"abc".to_vec(), 257));
+        let e = Encoding::new(
+            tokens,
+            Rules::Merges(vec![(97, 98, 256)]),
+            vec![],
+            "gpt2",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(e.encode_ordinary("abc").unwrap(), vec![256, 99]);
     }
 }

@@ -11,7 +11,7 @@ use rustc_hash::FxHashMap;
 use serde::de::{Deserializer, MapAccess, Visitor};
 
 use super::byte_level;
-use super::encoding::{Encoding, Rules};
+use super::encoding::{check_ids_dense, Encoding, Rules};
 use crate::error::{Error, Result};
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -126,6 +126,10 @@ fn from_hf_parts(
         ids.insert(k.as_str(), *id);
         bytes_of.insert(*id, b);
     }
+    // Before `reachable`, a table sized by the largest id.
+    let count = vocab.len() + added.len();
+    check_ids_dense(vocab.iter().cloned(), count, vocab_file)?;
+    check_ids_dense(added.iter().cloned(), count, vocab_file)?;
     let mut reachable = vec![false; bytes_of.keys().max().map_or(0, |m| *m as usize + 1)];
     for (id, b) in &bytes_of {
         if b.len() == 1 {
@@ -177,8 +181,15 @@ pub fn from_vocab_merges(vocab: &Path, merges: &Path, pattern: &str) -> Result<E
     let raw = read(vocab)?;
     let entries: Entries = serde_json::from_slice(&raw).map_err(|e| json_error(vocab, e))?;
     let vocab_entries = vocab_entries(entries.0, &vocab_file)?;
-    let text = String::from_utf8(read(merges)?)
-        .map_err(|e| Error::Format(format!("{merges_file}: not UTF-8: {e}")))?;
+    let text = String::from_utf8(read(merges)?).map_err(|e| {
+        let valid = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..valid]
+            .iter()
+            .filter(|&&b| b == b'\n')
+            .count()
+            + 1;
+        Error::Format(format!("{merges_file}: line {line}: not UTF-8: {e}"))
+    })?;
     let merges = merges_lines(&text, &merges_file)?;
     from_hf_parts(
         vocab_entries,
@@ -380,6 +391,16 @@ pub fn parse_ranks(raw: &[u8], file: &str) -> Result<Vec<(Vec<u8>, u32)>> {
         tokens.push((bytes, rank));
         lines.push(line_no);
     }
+    let mut seen_tokens: FxHashMap<&[u8], usize> = FxHashMap::default();
+    for (i, (b, _)) in tokens.iter().enumerate() {
+        if let Some(first) = seen_tokens.insert(b.as_slice(), i) {
+            return Err(Error::Format(format!(
+                "{file}: line {}: token {b:?} already given on line {}",
+                lines.get(i).unwrap_or(&0),
+                lines.get(first).unwrap_or(&0)
+            )));
+        }
+    }
     let mut seen: FxHashMap<u32, usize> = FxHashMap::default();
     for (i, (_, r)) in tokens.iter().enumerate() {
         if let Some(first) = seen.insert(*r, i) {
@@ -391,4 +412,61 @@ pub fn parse_ranks(raw: &[u8], file: &str) -> Result<Vec<(Vec<u8>, u32)>> {
         }
     }
     Ok(tokens)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tmp(name: &str, content: &[u8]) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("gh-load-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join(name);
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    fn byte_vocab() -> String {
+        let t = byte_level::byte_to_char();
+        let entries: Vec<String> = (0..256)
+            .map(|b| format!("{}: {b}", serde_json::to_string(&t[b].to_string()).unwrap()))
+            .collect();
+        format!("{{{}}}", entries.join(", "))
+    }
+
+    #[test]
+    fn errors_name_file_and_place() {
+        let missing = from_vocab_merges(Path::new("/nonexistent/v.json"), Path::new("m"), "gpt2");
+        assert!(matches!(missing, Err(Error::Io { .. })));
+        let v = tmp("v.json", byte_vocab().as_bytes());
+        let m = tmp("m.txt", b"#version: 0.2\na b\n");
+        let e = from_vocab_merges(&v, &m, "gpt2").unwrap_err().to_string();
+        assert!(e.contains("m.txt: line 2") && e.contains("\"ab\""), "{e}");
+        let bad_json = tmp("bad.json", b"{\"a\": 1,");
+        let e = from_vocab_merges(&bad_json, &m, "gpt2")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.json: invalid JSON at line 1"), "{e}");
+        let t = tmp("t.tiktoken", b"YQ== 0\n!!! 1\n");
+        let e = from_tiktoken(&t, "gpt2", vec![]).unwrap_err().to_string();
+        assert!(e.contains("t.tiktoken: line 2: bad base64"), "{e}");
+        let j = tmp(
+            "tokenizer.json",
+            br#"{"model": {"type": "WordPiece", "vocab": {}}}"#,
+        );
+        let e = from_tokenizer_json(&j).unwrap_err().to_string();
+        assert!(e.contains("model.type \"WordPiece\""), "{e}");
+    }
+
+    #[test]
+    fn loads_a_small_byte_level_vocabulary() {
+        let mut vocab = byte_vocab();
+        vocab.pop();
+        vocab.push_str(", \"ab\": 256, \"<|end|>\": 257}");
+        let v = tmp("v2.json", vocab.as_bytes());
+        let m = tmp("m2.txt", b"#version: 0.2\na b\n");
+        let enc = from_vocab_merges(&v, &m, "gpt2").unwrap();
+        assert_eq!(enc.encode_ordinary("abab").unwrap(), vec![256, 256]);
+        assert_eq!(enc.specials().get("<|end|>"), Some(&257));
+    }
 }

@@ -188,7 +188,7 @@ impl<'t> Scanner<'t> {
     fn class_at(&self, pos: usize) -> Option<(Cls, usize)> {
         let b0 = *self.b.get(pos)?;
         if b0 < 0x80 {
-            return Some((self.cls.class(b0 as char), 1));
+            return Some((super::chars::ASCII[b0 as usize], 1));
         }
         let (c, n) = self.at(pos)?;
         Some((self.cls.class(c), n))
