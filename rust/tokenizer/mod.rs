@@ -1,1 +1,4 @@
-//! tokenizer (being written).
+//! Byte-level BPE tokenization.
+
+pub mod chars;
+pub mod pretokenize;
