@@ -258,7 +258,7 @@ def test_training_stops_when_nothing_is_left_to_merge() -> None:
         ({"vocab_size": 256}, ValueError, r"vocab_size: 256 is too small; the minimum is 257"),
         ({"vocab_size": 300.0}, TypeError, "vocab_size: expected int"),
         ({"vocab_size": True}, TypeError, "vocab_size: expected int"),
-        ({"vocab_size": 300, "pattern": "(unclosed"}, ValueError, "pattern: invalid regex"),
+        ({"vocab_size": 300, "pattern": "(unclosed"}, ValueError, "pattern: invalid split pattern"),
         ({"vocab_size": 300, "pattern": ""}, ValueError, "pattern: must not be empty"),
         ({"vocab_size": 300, "min_frequency": -1}, ValueError, "min_frequency: -1"),
         ({"vocab_size": 300, "num_threads": 0}, ValueError, "num_threads: 0"),

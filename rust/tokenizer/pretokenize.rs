@@ -57,7 +57,12 @@ impl Scheme {
     /// of the known regexes written out; `None` for any other regex.
     pub fn from_name_or_pattern(s: &str) -> Option<Scheme> {
         match s {
-            "gpt2" | "r50k" | "r50k_base" | "p50k_base" | "p50k_edit" | GPT2_PATTERN
+            "gpt2"
+            | "r50k"
+            | "r50k_base"
+            | "p50k_base"
+            | "p50k_edit"
+            | GPT2_PATTERN
             | GPT2_ORIGINAL_PATTERN => Some(Scheme::Gpt2),
             "cl100k" | "cl100k_base" | CL100K_PATTERN => Some(Scheme::Cl100k),
             "o200k" | "o200k_base" | O200K_PATTERN => Some(Scheme::O200k),
@@ -272,7 +277,11 @@ impl<'t> Scanner<'t> {
         if let Some(end) = self.contraction(pos, false) {
             return end;
         }
-        let q = if self.b.get(pos) == Some(&b' ') { pos + 1 } else { pos };
+        let q = if self.b.get(pos) == Some(&b' ') {
+            pos + 1
+        } else {
+            pos
+        };
         if let Some((c, n)) = self.class_at(q) {
             if c.is_letter() {
                 return self.run(q + n, Cls::is_letter);
@@ -329,7 +338,11 @@ impl<'t> Scanner<'t> {
     /// ` ?[^\s\p{L}\p{N}]+[tail]*` at `pos`.
     #[inline]
     fn punct_run(&self, pos: usize, tail: &[u8]) -> Option<usize> {
-        let q = if self.b.get(pos) == Some(&b' ') { pos + 1 } else { pos };
+        let q = if self.b.get(pos) == Some(&b' ') {
+            pos + 1
+        } else {
+            pos
+        };
         let (k, n) = self.class_at(q)?;
         if !k.is_punct() {
             return None;
@@ -349,8 +362,8 @@ impl<'t> Scanner<'t> {
         let k0 = self.cls.class(c0);
         // The optional prefix [^\r\n\p{L}\p{N}]? is greedy but not possessive: the regex
         // tries each letter alternative with it, then without it.
-        let prefix = (c0 != '\r' && c0 != '\n' && !k0.is_letter() && k0 != Cls::Number)
-            .then_some(pos + n0);
+        let prefix =
+            (c0 != '\r' && c0 != '\n' && !k0.is_letter() && k0 != Cls::Number).then_some(pos + n0);
         for word in [Self::o200k_lower_word, Self::o200k_upper_word] {
             for start in prefix.into_iter().chain([pos]) {
                 if let Some(end) = word(self, start) {

@@ -11,9 +11,12 @@ fn reference(scheme: Scheme, text: &str) -> Vec<String> {
             SCHEMES.iter().map(|s| reference_regex(*s).unwrap()).collect();
     }
     let i = SCHEMES.iter().position(|s| *s == scheme).unwrap();
-    RES.with(|res| res[i].find_iter(text)
-        .map(|m| m.unwrap().as_str().to_string())
-        .collect())
+    RES.with(|res| {
+        res[i]
+            .find_iter(text)
+            .map(|m| m.unwrap().as_str().to_string())
+            .collect()
+    })
 }
 
 fn check(text: &str) {
