@@ -343,3 +343,15 @@ def test_save_refuses_what_is_not_byte_level_bpe(
 
     with pytest.raises(ValueError, match=r"no token for byte\(s\) \['0x0'\]"):
         tokenizer_files.save_tokenizer(MissingByte(), tmp_path)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "cl100k_base", "o200k_base"])
+def test_long_runs_of_one_class_train(pattern: str) -> None:
+    # A backtracking regex engine gives up on runs this long; the scanners are linear.
+    for text, first in [
+        ("a" + " " * 1_000_000 + "b", (b" ", b" ")),
+        ("é" * 500_000, (b"\xc3", b"\xa9")),
+        ("'" * 500_000, (b"'", b"'")),
+    ]:
+        trained = training._train([text], 280, pattern, None)
+        assert trained.merges[0] == first, (pattern, text[:3])
