@@ -11,7 +11,8 @@ loaded from safetensors, inside a continuous-batching generation engine.
 
 from gpt_hybrid._native import __version__
 
-# tokenizer: (names added by the tokenizer work)
+# tokenizer
+from gpt_hybrid.tokenizer import IncrementalDecoder, Tokenizer
 
 # sampling: (names added by the sampler work)
 
@@ -27,6 +28,8 @@ from gpt_hybrid.training import train_bpe
 __all__ = [
     "__version__",
     # tokenizer
+    "IncrementalDecoder",
+    "Tokenizer",
     # sampling
     # model
     # engine
