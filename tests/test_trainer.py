@@ -355,3 +355,53 @@ def test_long_runs_of_one_class_train(pattern: str) -> None:
     ]:
         trained = training._train([text], 280, pattern, None)
         assert trained.merges[0] == first, (pattern, text[:3])
+
+
+def test_train_bpe_returns_a_tokenizer(corpus_dir: Path, real_texts: dict[str, str]) -> None:
+    files = [
+        corpus_dir / "english" / "stevenson_jekyll_and_hyde.txt",
+        corpus_dir / "multilingual" / "greek_eltec_gre_short_fiction.txt",
+    ]
+    tok = gh.train_bpe(files, 3000, special_tokens=["<|endoftext|>", "<|pad|>"])
+    trained = training._train(files, 3000, special_tokens=["<|endoftext|>", "<|pad|>"])
+    assert isinstance(tok, gh.Tokenizer)
+    assert tok.n_vocab == 3000
+    assert tok.mergeable_ranks() == trained.mergeable_ranks
+    assert tok.special_tokens == {"<|endoftext|>": 2998, "<|pad|>": 2999}
+    assert tok.eot_token == 2998
+    enc = tiktoken_encoding(trained, GPT2_REGEX)
+    for name, text in real_texts.items():
+        ids = tok.encode_ordinary(text)
+        assert ids == enc.encode_ordinary(text), name
+        assert tok.decode(ids) == text, name
+    assert tok.encode("a<|pad|>", allowed_special="all") == [tok.encode_single_token("a"), 2999]
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "cl100k_base", "o200k_base"])
+def test_save_pretrained_loads_back_with_identical_ids(
+    corpus_dir: Path, real_texts: dict[str, str], tmp_path: Path, pattern: str
+) -> None:
+    files = sorted((corpus_dir / "english").glob("*.txt"))[6:9] + [
+        corpus_dir / "chinese" / "xiyouji_simplified.txt"
+    ]
+    tok = gh.train_bpe(files, 4000, pattern=pattern)
+    tok.save_pretrained(tmp_path)
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    ours_json = gh.Tokenizer.from_pretrained(tmp_path)
+    ours_files = gh.Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    for name, text in real_texts.items():
+        want = tok.encode_ordinary(text)
+        assert hf.encode(text, add_special_tokens=False).ids == want, name
+        assert ours_json.encode_ordinary(text) == want, name
+        if pattern == "gpt2":  # vocab.json + merges.txt carry no pattern: GPT-2's is assumed
+            assert ours_files.encode_ordinary(text) == want, name
+    assert ours_json.special_tokens == tok.special_tokens
+    assert ours_json.n_vocab == tok.n_vocab == hf.get_vocab_size()
+
+
+@pytest.mark.parametrize("module", [training, tokenizer_files])
+def test_docstring_examples_run(module: object) -> None:
+    import doctest
+
+    result = doctest.testmod(module, verbose=False)
+    assert result.attempted > 0 and result.failed == 0
