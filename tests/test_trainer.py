@@ -19,6 +19,8 @@ import pytest
 import tiktoken
 import tokenizers
 from gpt_hybrid import tokenizer_files, training
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -64,6 +66,18 @@ def test_merges_equal_slow_reference(small_corpus: list[str], min_frequency: int
     assert not any(b"endoftext" in t or b"<|" in t for t in ours.mergeable_ranks)
     if min_frequency:
         assert len(want_tokens) < 556, "min_frequency should have stopped training early"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab é'1\n\t.<|>", max_size=60), max_size=6),
+    extra=st.integers(min_value=0, max_value=40),
+)
+def test_random_texts_match_slow_reference(texts: list[str], extra: int) -> None:
+    # Small alphabets make ties, overlapping runs and special tokens glued to text common.
+    ours = training._train(texts, 256 + extra + 1, "gpt2", ["<|>"])
+    counts = reference.count_words(texts, GPT2_REGEX, ["<|>"])
+    assert as_ids(ours) == reference.train(counts, 256 + extra)
 
 
 def test_reference_agrees_on_cl100k_pattern(small_corpus: list[str]) -> None:
