@@ -19,6 +19,8 @@ import pytest
 import tiktoken
 import tokenizers
 from gpt_hybrid import tokenizer_files, training
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from tokenizers import decoders, models, pre_tokenizers, trainers
 
 GPT2_REGEX = r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
@@ -64,6 +66,18 @@ def test_merges_equal_slow_reference(small_corpus: list[str], min_frequency: int
     assert not any(b"endoftext" in t or b"<|" in t for t in ours.mergeable_ranks)
     if min_frequency:
         assert len(want_tokens) < 556, "min_frequency should have stopped training early"
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    texts=st.lists(st.text(alphabet="ab é'1\n\t.<|>", max_size=60), max_size=6),
+    extra=st.integers(min_value=0, max_value=40),
+)
+def test_random_texts_match_slow_reference(texts: list[str], extra: int) -> None:
+    # Small alphabets make ties, overlapping runs and special tokens glued to text common.
+    ours = training._train(texts, 256 + extra + 1, "gpt2", ["<|>"])
+    counts = reference.count_words(texts, GPT2_REGEX, ["<|>"])
+    assert as_ids(ours) == reference.train(counts, 256 + extra)
 
 
 def test_reference_agrees_on_cl100k_pattern(small_corpus: list[str]) -> None:
@@ -258,7 +272,7 @@ def test_training_stops_when_nothing_is_left_to_merge() -> None:
         ({"vocab_size": 256}, ValueError, r"vocab_size: 256 is too small; the minimum is 257"),
         ({"vocab_size": 300.0}, TypeError, "vocab_size: expected int"),
         ({"vocab_size": True}, TypeError, "vocab_size: expected int"),
-        ({"vocab_size": 300, "pattern": "(unclosed"}, ValueError, "pattern: invalid regex"),
+        ({"vocab_size": 300, "pattern": "(unclosed"}, ValueError, "pattern: invalid split pattern"),
         ({"vocab_size": 300, "pattern": ""}, ValueError, "pattern: must not be empty"),
         ({"vocab_size": 300, "min_frequency": -1}, ValueError, "min_frequency: -1"),
         ({"vocab_size": 300, "num_threads": 0}, ValueError, "num_threads: 0"),
@@ -343,3 +357,65 @@ def test_save_refuses_what_is_not_byte_level_bpe(
 
     with pytest.raises(ValueError, match=r"no token for byte\(s\) \['0x0'\]"):
         tokenizer_files.save_tokenizer(MissingByte(), tmp_path)
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "cl100k_base", "o200k_base"])
+def test_long_runs_of_one_class_train(pattern: str) -> None:
+    # A backtracking regex engine gives up on runs this long; the scanners are linear.
+    for text, first in [
+        ("a" + " " * 1_000_000 + "b", (b" ", b" ")),
+        ("é" * 500_000, (b"\xc3", b"\xa9")),
+        ("'" * 500_000, (b"'", b"'")),
+    ]:
+        trained = training._train([text], 280, pattern, None)
+        assert trained.merges[0] == first, (pattern, text[:3])
+
+
+def test_train_bpe_returns_a_tokenizer(corpus_dir: Path, real_texts: dict[str, str]) -> None:
+    files = [
+        corpus_dir / "english" / "stevenson_jekyll_and_hyde.txt",
+        corpus_dir / "multilingual" / "greek_eltec_gre_short_fiction.txt",
+    ]
+    tok = gh.train_bpe(files, 3000, special_tokens=["<|endoftext|>", "<|pad|>"])
+    trained = training._train(files, 3000, special_tokens=["<|endoftext|>", "<|pad|>"])
+    assert isinstance(tok, gh.Tokenizer)
+    assert tok.n_vocab == 3000
+    assert tok.mergeable_ranks() == trained.mergeable_ranks
+    assert tok.special_tokens == {"<|endoftext|>": 2998, "<|pad|>": 2999}
+    assert tok.eot_token == 2998
+    enc = tiktoken_encoding(trained, GPT2_REGEX)
+    for name, text in real_texts.items():
+        ids = tok.encode_ordinary(text)
+        assert ids == enc.encode_ordinary(text), name
+        assert tok.decode(ids) == text, name
+    assert tok.encode("a<|pad|>", allowed_special="all") == [tok.encode_single_token("a"), 2999]
+
+
+@pytest.mark.parametrize("pattern", ["gpt2", "cl100k_base", "o200k_base"])
+def test_save_pretrained_loads_back_with_identical_ids(
+    corpus_dir: Path, real_texts: dict[str, str], tmp_path: Path, pattern: str
+) -> None:
+    files = sorted((corpus_dir / "english").glob("*.txt"))[6:9] + [
+        corpus_dir / "chinese" / "xiyouji_simplified.txt"
+    ]
+    tok = gh.train_bpe(files, 4000, pattern=pattern)
+    tok.save_pretrained(tmp_path)
+    hf = tokenizers.Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    ours_json = gh.Tokenizer.from_pretrained(tmp_path)
+    ours_files = gh.Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+    for name, text in real_texts.items():
+        want = tok.encode_ordinary(text)
+        assert hf.encode(text, add_special_tokens=False).ids == want, name
+        assert ours_json.encode_ordinary(text) == want, name
+        if pattern == "gpt2":  # vocab.json + merges.txt carry no pattern: GPT-2's is assumed
+            assert ours_files.encode_ordinary(text) == want, name
+    assert ours_json.special_tokens == tok.special_tokens
+    assert ours_json.n_vocab == tok.n_vocab == hf.get_vocab_size()
+
+
+@pytest.mark.parametrize("module", [training, tokenizer_files])
+def test_docstring_examples_run(module: object) -> None:
+    import doctest
+
+    result = doctest.testmod(module, verbose=False)
+    assert result.attempted > 0 and result.failed == 0

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 
 pub use count::WordCounts;
 pub use merge::{gpt2_byte_order, train, Trained};
-pub use pretokenize::{resolve_pattern, Pretokenizer};
+pub use pretokenize::Pretokenizer;
 
 use crate::error::Result;
 

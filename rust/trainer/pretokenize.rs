@@ -1,48 +1,21 @@
 //! Splitting training text into pretokens ("words"): the units a BPE merge never crosses.
 //!
 //! Text is first cut at special tokens (which are never learned as merges), then each
-//! ordinary segment is split by the pretokenization regex, exactly as the encoder will split
-//! it at inference time. Long texts are also cut into chunks for parallel counting, but only
-//! at places where the regex is known to split anyway (see [`chunk_boundaries`]).
+//! ordinary segment is split by the tokenizer's own pretokenizer, exactly as the encoder will
+//! split it at inference time. Long texts are also cut into chunks for parallel counting, but
+//! only at places where the pattern is known to split anyway (see [`chunk_boundaries`]).
 
 use fancy_regex::Regex;
 
 use crate::error::{Error, Result};
-
-/// GPT-2's split pattern, as in OpenAI's `encoder.py` and HF tokenizers' `ByteLevel`.
-pub const GPT2_PATTERN: &str =
-    r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+";
-/// tiktoken's spelling of the same pattern (`r50k_base`, `p50k_base`): same splits, faster.
-pub const R50K_PATTERN: &str =
-    r"'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++$|\s+(?!\S)|\s";
-/// tiktoken's `cl100k_base` pattern.
-pub const CL100K_PATTERN: &str = r"'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+|\s++$|\s*[\r\n]|\s+(?!\S)|\s";
-/// tiktoken's `o200k_base` pattern.
-pub const O200K_PATTERN: &str = concat!(
-    r"[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"|[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
-    r"|\p{N}{1,3}",
-    r"| ?[^\s\p{L}\p{N}]+[\r\n/]*",
-    r"|\s*[\r\n]+",
-    r"|\s+(?!\S)",
-    r"|\s+",
-);
-
-/// The regex for a pattern name (`gpt2`, `r50k_base`, `p50k_base`, `cl100k_base`,
-/// `o200k_base`); anything else is taken to be a regex itself.
-pub fn resolve_pattern(name_or_regex: &str) -> &str {
-    match name_or_regex {
-        "gpt2" | "r50k_base" | "p50k_base" => GPT2_PATTERN,
-        "cl100k_base" => CL100K_PATTERN,
-        "o200k_base" => O200K_PATTERN,
-        other => other,
-    }
-}
+use crate::tokenizer::pretokenize::Pretokenizer as Splitter;
 
 /// Cuts text at special tokens, then into pretokens.
 #[derive(Debug)]
 pub struct Pretokenizer {
-    regex: Regex,
+    /// The tokenizer's pretokenizer: hand-written linear scanners for the built-in patterns
+    /// (`gpt2`, `cl100k_base`, `o200k_base`...), fancy-regex for any other.
+    splitter: Splitter,
     /// Alternation of the escaped special tokens, longest first (so the longest wins).
     specials: Option<Regex>,
     /// Whether the pattern is one of the built-in ones, for which [`chunk_boundaries`] is
@@ -54,34 +27,33 @@ impl Pretokenizer {
     /// A pretokenizer for `pattern` (a name or a regex) that keeps `special_tokens` out of
     /// the counts.
     pub fn new(pattern: &str, special_tokens: &[String]) -> Result<Self> {
-        let regex_src = resolve_pattern(pattern);
-        if regex_src.is_empty() {
+        if pattern.is_empty() {
             return Err(Error::Value("pattern: must not be empty".into()));
         }
-        let regex = Regex::new(regex_src)
-            .map_err(|e| Error::Value(format!("pattern: invalid regex {regex_src:?}: {e}")))?;
-        let specials =
-            if special_tokens.is_empty() {
-                None
-            } else {
-                let mut sorted: Vec<&String> = special_tokens.iter().collect();
-                sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
-                if sorted.iter().any(|s| s.is_empty()) {
-                    return Err(Error::Value("special_tokens: empty string".into()));
-                }
-                let alternation = sorted
-                    .iter()
-                    .map(|s| fancy_regex::escape(s))
-                    .collect::<Vec<_>>()
-                    .join("|");
-                Some(Regex::new(&alternation).map_err(|e| {
-                    Error::Value(format!("special_tokens: cannot build matcher: {e}"))
-                })?)
-            };
-        let chunkable =
-            [GPT2_PATTERN, R50K_PATTERN, CL100K_PATTERN, O200K_PATTERN].contains(&regex_src);
+        let splitter = Splitter::new(pattern).map_err(|e| match e {
+            Error::Value(msg) => Error::Value(format!("pattern: {msg}")),
+            other => other,
+        })?;
+        if special_tokens.iter().any(|s| s.is_empty()) {
+            return Err(Error::Value("special_tokens: empty string".into()));
+        }
+        let specials = if special_tokens.is_empty() {
+            None
+        } else {
+            let mut sorted: Vec<&String> = special_tokens.iter().collect();
+            sorted.sort_by_key(|s| std::cmp::Reverse(s.len()));
+            let alternation = sorted
+                .iter()
+                .map(|s| fancy_regex::escape(s))
+                .collect::<Vec<_>>()
+                .join("|");
+            let matcher = Regex::new(&alternation)
+                .map_err(|e| Error::Value(format!("special_tokens: cannot build matcher: {e}")))?;
+            Some(matcher)
+        };
+        let chunkable = matches!(splitter, Splitter::Scanner(_));
         Ok(Pretokenizer {
-            regex,
+            splitter,
             specials,
             chunkable,
         })
@@ -96,11 +68,13 @@ impl Pretokenizer {
             Some(specials) => {
                 let mut start = 0;
                 for m in specials.find_iter(text) {
-                    let m = m.map_err(regex_error)?;
-                    ordinary.push(&text[start..m.start()]);
+                    let m = m.map_err(|e| {
+                        Error::Value(format!("special token matcher failed on the input: {e}"))
+                    })?;
+                    ordinary.extend(text.get(start..m.start()));
                     start = m.end();
                 }
-                ordinary.push(&text[start..]);
+                ordinary.extend(text.get(start..));
             }
         }
         let mut out = Vec::with_capacity(ordinary.len());
@@ -108,10 +82,10 @@ impl Pretokenizer {
             if self.chunkable && segment.len() > chunk_size {
                 let mut start = 0;
                 for end in chunk_boundaries(segment, chunk_size) {
-                    out.push(&segment[start..end]);
+                    out.extend(segment.get(start..end));
                     start = end;
                 }
-                out.push(&segment[start..]);
+                out.extend(segment.get(start..));
             } else {
                 out.push(segment);
             }
@@ -121,18 +95,13 @@ impl Pretokenizer {
 
     /// Calls `f` with each pretoken of `segment` (a piece returned by [`Self::segments`]).
     pub fn for_each_piece<'t>(&self, segment: &'t str, mut f: impl FnMut(&'t str)) -> Result<()> {
-        for m in self.regex.find_iter(segment) {
-            let m = m.map_err(regex_error)?;
-            if !m.as_str().is_empty() {
-                f(m.as_str());
+        self.splitter.for_each_piece(segment, |piece| {
+            // A user's regex may match the empty string; an empty word has nothing to merge.
+            if !piece.is_empty() {
+                f(piece);
             }
-        }
-        Ok(())
+        })
     }
-}
-
-fn regex_error(e: fancy_regex::Error) -> Error {
-    Error::Value(format!("pretokenizer regex failed on the input: {e}"))
 }
 
 /// Byte offsets, about `chunk_size` apart, at which `text` may be cut without changing how a
