@@ -278,9 +278,9 @@ def load_model(
                 t = by_file[file].get_tensor(key)
             except Exception as e:
                 raise ValueError(f"{file}: cannot read tensor {key!r} ({e})") from None
-            if name.endswith(CONV1D_SUFFIXES):
-                t = t.t()  # [in, out] -> nn.Linear's [out, in], a view
-            state[name] = t.to(device=device, dtype=dtype)
+            # Convert first (a contiguous copy is fast), then view [in, out] as [out, in].
+            t = t.to(device=device, dtype=dtype)
+            state[name] = t.t() if name.endswith(CONV1D_SUFFIXES) else t
     finally:
         handles.clear()
 
