@@ -11,19 +11,19 @@ loaded from safetensors, inside a continuous-batching generation engine.
 
 from gpt_hybrid._native import __version__
 
-# tokenizer
-from gpt_hybrid.tokenizer import IncrementalDecoder, Tokenizer
+# engine
+from gpt_hybrid.engine import Completion, Engine
+from gpt_hybrid.generator import Generator
+
+# model
+from gpt_hybrid.model import GPT2, GPT2Config
 
 # sampling
 from gpt_hybrid.sampling import SampleOutput, manual_seed, probs, sample
 from gpt_hybrid.sampling_params import SamplingParams
 
-# model
-from gpt_hybrid.model import GPT2, GPT2Config
-
-# engine
-from gpt_hybrid.engine import Completion, Engine
-from gpt_hybrid.generator import Generator
+# tokenizer
+from gpt_hybrid.tokenizer import IncrementalDecoder, Tokenizer
 
 # training
 from gpt_hybrid.training import train_bpe
