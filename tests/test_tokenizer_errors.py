@@ -394,10 +394,14 @@ def test_fuzzed_tiktoken_and_tokenizer_json(tmp_path: Path, content: bytes, mode
 
 _HUGE_ID_SCRIPT = """
 import resource, sys
-# 2 GiB of address space: a table sized by the largest id (64 GiB here) fails instead of
-# eating the machine, and the failure shows as a crash of this child, not of pytest.
-resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
 import gpt_hybrid as gh
+# 2 GiB of address space beyond what the imports (torch among them) already mapped: a table
+# sized by the largest id (64 GiB here) fails instead of eating the machine, and the failure
+# shows as a crash of this child, not of pytest.
+with open("/proc/self/status") as status:
+    vm_kib = next(int(line.split()[1]) for line in status if line.startswith("VmSize:"))
+limit = vm_kib * 1024 + (2 << 30)
+resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 kind, path = sys.argv[1], sys.argv[2]
 try:
     if kind == "tiktoken":
