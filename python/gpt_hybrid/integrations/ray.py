@@ -146,6 +146,17 @@ class GenerateCompletions:
     ) -> None:
         from gpt_hybrid import Generator, SamplingParams
 
+        # Kept so that an instance pickles as its recipe: it reloads the model where unpickled.
+        self._init_kwargs: dict[str, Any] = {
+            "model": model,
+            "dtype": dtype,
+            "device": device,
+            "max_batch_size": max_batch_size,
+            "batch_invariant": batch_invariant,
+            "prompt_column": prompt_column,
+            "truncation": truncation,
+            **sampling,
+        }
         self.defaults = SamplingParams.from_dict(sampling)  # bad defaults fail here, at once
         if self.defaults.num_return_sequences != 1:
             raise ValueError("GenerateCompletions answers each row with one completion")
@@ -161,6 +172,9 @@ class GenerateCompletions:
             self.generator = Generator.from_pretrained(model, **options)
         self.prompt_column = prompt_column
         self.truncation = truncation
+
+    def __reduce__(self) -> tuple[Any, tuple[dict[str, Any]]]:
+        return _rebuild, (self._init_kwargs,)
 
     def _row_params(self, batch: Mapping[str, Any], i: int) -> Any:
         overrides = {}
@@ -240,3 +254,8 @@ class GenerateCompletions:
             error=errors,
         )
         return out
+
+
+def _rebuild(kwargs: dict[str, Any]) -> GenerateCompletions:
+    """Unpickles a :class:`GenerateCompletions` by constructing it again (the model reloads)."""
+    return GenerateCompletions(**kwargs)
