@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--actors", type=int, default=1, help="model replicas (actor pool size)")
     ap.add_argument("--gpus-per-actor", type=float, default=0)
+    ap.add_argument(
+        "--cpus-per-actor", type=float, default=1, help="below 1 leaves CPUs for read/write"
+    )
     ap.add_argument("--batch-size", type=int, default=64, help="rows per map_batches call")
     ap.add_argument("--max-batch-size", type=int, default=32, help="engine slots per actor")
     ap.add_argument("--max-new-tokens", type=int, default=32)
@@ -58,6 +61,7 @@ def main(argv: list[str] | None = None) -> None:
         concurrency=args.actors,
         batch_size=args.batch_size,
         num_gpus=args.gpus_per_actor,
+        num_cpus=args.cpus_per_actor,
     )
     t0 = time.monotonic()
     out.write_parquet(args.output)
