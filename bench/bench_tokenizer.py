@@ -35,20 +35,12 @@ from pathlib import Path
 from unittest import mock
 
 import gpt_hybrid as gh
+from gpt_hybrid.tokenizer import _DEFAULT_SPECIALS
 
 REPO = Path(__file__).resolve().parent.parent
 CORPUS_CANDIDATES = [REPO.parent / "shared" / "corpus", Path("/work/shared/corpus")]
-SPECIAL_TOKENS = {
-    "gpt2": {"<|endoftext|>": 50256},
-    "cl100k_base": {
-        "<|endoftext|>": 100257,
-        "<|fim_prefix|>": 100258,
-        "<|fim_middle|>": 100259,
-        "<|fim_suffix|>": 100260,
-        "<|endofprompt|>": 100276,
-    },
-    "o200k_base": {"<|endoftext|>": 199999, "<|endofprompt|>": 200018},
-}
+# tiktoken's special tokens per encoding: the table the package itself uses for rank files.
+SPECIAL_TOKENS = _DEFAULT_SPECIALS
 PATHOLOGICAL = {
     "1 MB of 'a'": "a" * 1_000_000,
     "100k spaces": " " * 100_000,
