@@ -516,6 +516,30 @@ mod tests {
     }
 
     #[test]
+    fn a_shared_cache_gives_the_ids_of_a_fresh_one() {
+        let e = toy();
+        let mut cache = MergeCache::default();
+        // Long enough texts that the per-call path caches too; repeated pieces hit the cache.
+        let texts = [
+            "abc ab ".repeat(700),
+            "ab<|end|>c abcab ".repeat(300),
+            " a ab abc".to_string(),
+        ];
+        for _ in 0..2 {
+            for t in &texts {
+                assert_eq!(
+                    e.encode_ordinary_cached(t, &mut cache).unwrap(),
+                    e.encode_ordinary(t).unwrap()
+                );
+                assert_eq!(
+                    e.encode_cached(t, &Allowed::All, &mut cache).unwrap(),
+                    e.encode(t, &Allowed::All).unwrap()
+                );
+            }
+        }
+    }
+
+    #[test]
     fn encodes_with_ranks_and_specials() {
         let e = toy();
         assert_eq!(e.n_vocab(), 301);
