@@ -257,21 +257,21 @@ impl PyEncoding {
         let n_chunks = n.div_ceil(chunk);
         type Item = (usize, Vec<Result<Vec<u32>, BatchError>>);
         let (tx, rx) = std::sync::mpsc::channel::<Item>();
+        // One merge cache per worker thread for the whole call, so every text after the first
+        // few finds its common words merged already (a cache per rayon job started cold).
+        let caches: Vec<Mutex<MergeCache>> = (0..threads).map(|_| Mutex::default()).collect();
         let produce = |tx: std::sync::mpsc::Sender<Item>| {
             texts
                 .par_chunks(chunk)
                 .enumerate()
-                // One merge cache per worker job, shared by its texts: short texts warm it up
-                // for each other instead of each starting cold.
-                .for_each_init(
-                    || (tx.clone(), MergeCache::default()),
-                    |(tx, cache), (c, ts)| {
-                        let results = ts.iter().map(|t| encode_one(t, cache)).collect();
-                        // The receiver outlives the scope, so a send cannot fail.
-                        let _ = tx.send((c * chunk, results));
-                    },
-                );
-            drop(tx);
+                .for_each_with(tx, |tx, (c, ts)| {
+                    let slot = rayon::current_thread_index().unwrap_or(0) % threads;
+                    // Only this thread takes this lock; a poisoned one still holds a valid cache.
+                    let mut cache = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
+                    let results = ts.iter().map(|t| encode_one(t, &mut cache)).collect();
+                    // The receiver outlives the scope, so a send cannot fail.
+                    let _ = tx.send((c * chunk, results));
+                });
         };
         let produce = &produce;
         let mut receive = |rx: std::sync::mpsc::Receiver<Item>| -> PyResult<()> {
