@@ -25,6 +25,7 @@ import argparse
 import os
 import platform
 import random
+import statistics
 import sys
 import threading
 import time
@@ -36,6 +37,9 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
+# One rayon worker: the GIL figures then show parallelism that comes from Python threads only
+# (the sampler would otherwise spread rows over every core from one thread).
+os.environ.setdefault("RAYON_NUM_THREADS", "1")
 # The workload is shared with tests/test_concurrency.py (tests/ is not a package).
 sys.path.insert(0, str(REPO / "tests"))
 
@@ -97,48 +101,64 @@ def cpu_wall(call: Callable[[], Any], threads: int, calls: int) -> tuple[float, 
     return time.perf_counter() - w0, time.process_time() - c0
 
 
-def gil_report(tok: Any, llm: Any, texts: list[str], seconds: float) -> None:
+def gil_calls(tok: Any, llm: Any) -> dict[str, Callable[[], Any]]:
+    """Native calls of ~10-100 ms each (long enough that a held GIL would stall the loop)."""
     import gpt_hybrid as gh
     import torch
 
-    big = "".join(texts) * 4
-    big_ids = tok.encode_ordinary(big)
-    batch = texts[:32]
-    logits = np.random.default_rng(0).standard_normal((1, 50257)).astype(np.float32) * 3
-    ids = torch.tensor([llm.tokenizer.encode("The quick brown fox jumps over the lazy dog")] * 8)
+    assert CORPUS is not None
+    books = sorted((CORPUS / "english").glob("*.txt"))
+    book = books[0].read_text(encoding="utf-8")[:1_000_000]
+    book_ids = tok.encode_ordinary(book)
+    chunks = [p.read_text(encoding="utf-8")[:16_000] for p in books[:64]]
+    logits = np.random.default_rng(0).standard_normal((16, 50257)).astype(np.float32) * 3
+    ids = torch.randint(0, llm.model.config.vocab_size, (8, 64))
 
     def pure_python() -> int:  # the control: holds the GIL throughout
-        return sum(i * i for i in range(200_000))
+        return sum(i * i for i in range(300_000))
 
     def forward() -> None:
         with torch.inference_mode():
             llm.model(ids)
 
-    calls: dict[str, Callable[[], Any]] = {
-        "pure Python (control)": pure_python,
-        f"encode_ordinary ({len(big) // 1000} kB)": lambda: tok.encode_ordinary(big),
-        "encode_batch (32 texts, 1 thread)": lambda: tok.encode_batch(batch, num_threads=1),
-        f"decode ({len(big_ids) // 1000}k ids)": lambda: tok.decode(big_ids),
-        "sample (1 x 50257, top_p)": lambda: gh.sample(logits, top_p=0.9, seed=1),
-        "model forward (8 x 10)": forward,
+    return {
+        "pure Python (control, holds the GIL)": pure_python,
+        f"encode_ordinary ({len(book) // 1000} kB)": lambda: tok.encode_ordinary(book),
+        f"encode_batch ({len(chunks)} x 16 kB, 1 thr)": lambda: tok.encode_batch(
+            chunks, num_threads=1
+        ),
+        f"decode ({len(book_ids) // 1000}k ids)": lambda: tok.decode(book_ids),
+        "sample (16 x 50257, top_p=0.9)": lambda: gh.sample(logits, top_p=0.9, seed=1),
+        "model forward (default, 8 x 64)": forward,
     }
-    # Calibrate the loop alone, between measurements, so that machine load hits both alike.
-    print(f"{'call':38} {'ms/call':>8} {'py pace':>8} {'cpu/wall 1t':>11} {'cpu/wall 2t':>11}")
-    for name, call in calls.items():
+
+
+def gil_report(tok: Any, llm: Any, seconds: float, repeats: int = 3) -> None:
+    """Prints, per call: ms/call, the Python loop's pace during it, and 2-thread scaling.
+
+    Medians of ``repeats`` measurements: on a shared machine a process may be descheduled
+    (or stopped) in the middle of one.
+    """
+    print(f"{'call':40} {'ms/call':>8} {'py pace':>8} {'2-thr speedup':>13} {'cpu/wall 2t':>11}")
+    for name, call in gil_calls(tok, llm).items():
         call()
-        t0 = time.perf_counter()
-        n = 0
-        while time.perf_counter() - t0 < 0.3:
+        paces, speedups, ratios, mss = [], [], [], []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
             call()
-            n += 1
-        ms = (time.perf_counter() - t0) / n * 1000
-        alone = python_pace(lambda: time.sleep(0.01), seconds / 2)
-        during = python_pace(call, seconds)
-        k = max(1, int(seconds * 1000 / ms / 2))
-        w1, c1 = cpu_wall(call, 1, k)
-        w2, c2 = cpu_wall(call, 2, k)
+            ms = (time.perf_counter() - t0) * 1000
+            alone = python_pace(lambda: time.sleep(0.01), seconds / 2)
+            paces.append(python_pace(call, seconds) / alone)
+            k = max(2, int(seconds * 1000 / ms / 2))
+            w1, _ = cpu_wall(call, 1, k)
+            w2, c2 = cpu_wall(call, 2, k)
+            mss.append(w1 / k * 1000)
+            speedups.append(2 * w1 / w2)
+            ratios.append(c2 / w2)
+        med = statistics.median
         print(
-            f"{name:38} {ms:8.2f} {during / alone:8.0%} {c1 / w1:11.2f} {c2 / w2:11.2f}",
+            f"{name:40} {med(mss):8.1f} {med(paces):8.0%} {med(speedups):13.2f} "
+            f"{med(ratios):11.2f}",
             flush=True,
         )
 
@@ -216,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     logits = (np.random.default_rng(0).standard_normal((8, 50257)) * 3).astype(np.float32)
     workload = Workload(tok, llm, texts, logits)
     if args.gil_seconds > 0:
-        gil_report(tok, llm, texts, args.gil_seconds)
+        gil_report(tok, llm, args.gil_seconds)
     t0 = time.perf_counter()
     reference = {i: workload.run(i) for i in range(args.tasks)}
     print(f"reference: {args.tasks} tasks on one thread in {time.perf_counter() - t0:.1f} s")
