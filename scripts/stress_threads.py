@@ -4,12 +4,11 @@
 Two parts, both printed as figures (nothing here is a timed assertion):
 
 1. **Does native work release the GIL?** For each Rust entry point (encode, encode_batch,
-   decode, sample) and a model forward pass, a second thread runs a pure-Python counting loop
-   while the first makes native calls. If the native call holds the GIL the loop stalls; if
-   it releases it, the loop keeps the pace it has alone (given a free core). Printed: the
-   loop's pace during the calls as a fraction of its pace alone, and the CPU/wall ratio of 1
-   vs 2 threads making the same calls (2.0 = two cores busy; <= 1.0 = serialised). A
-   pure-Python function is measured the same way as the control that holds the GIL.
+   decode, sample) and a model forward pass: how long a second thread, woken as the call
+   starts, waits for the GIL, as a fraction of the call (~0% = released, ~100% = held; see
+   :func:`waited`), and the speedup and CPU/wall ratio of 2 threads making the calls vs 1
+   (2.0 = two cores busy; <= 1.0 = serialised; these need free cores). ``sorted()`` of a big
+   list, C code that holds the GIL, is measured the same way as the control.
 2. **Stress.** ``--threads`` threads run random tasks of the mixed workload of
    ``tests/_concurrency_util.py`` (encode, encode_batch, decode with the incremental decoder,
    seeded sampling, seeded generate and stream, all on one shared Tokenizer and one shared
@@ -62,27 +61,36 @@ def gpt2_tokenizer() -> Any:
 # --- part 1: GIL release ---
 
 
-def _spin(stop: threading.Event, counter: list[int]) -> None:
-    n = 0
-    while not stop.is_set():
-        for _ in range(1000):
-            n += 1
-        counter[0] = n
+def _wait_then_read(go: threading.Lock, seen: list[float]) -> None:
+    with go:  # blocks without the GIL; then needs it only to read the clock
+        seen.append(time.perf_counter())
 
 
-def python_pace(call: Callable[[], Any], seconds: float) -> float:
-    """Iterations/s of a Python loop on another thread while ``call`` runs back to back."""
-    stop, counter = threading.Event(), [0]
-    spinner = threading.Thread(target=_spin, args=(stop, counter))
-    spinner.start()
-    time.sleep(0.05)
-    c0, t0 = counter[0], time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
+def waited(call: Callable[[], Any], trials: int = 15) -> float:
+    """How long another thread waits for the GIL during ``call``, as a fraction of the call.
+
+    A second thread blocks on a lock (without the GIL); the lock is released just before
+    ``call`` starts, and the thread then needs the GIL only to read the clock. If ``call``
+    releases the GIL the thread reads it at once (fraction ~0); if ``call`` holds it, not
+    before the call returns (fraction ~1). Machine load delays the thread's wake-up a little
+    but cannot make a held GIL look free. Median over ``trials``.
+    """
+    fractions = []
+    for _ in range(trials):
+        go = threading.Lock()
+        go.acquire()
+        seen: list[float] = []
+
+        th = threading.Thread(target=_wait_then_read, args=(go, seen))
+        th.start()
+        time.sleep(0.005)  # let it block on the lock
+        go.release()
+        t0 = time.perf_counter()
         call()
-    c1, t1 = counter[0], time.perf_counter()
-    stop.set()
-    spinner.join()
-    return (c1 - c0) / (t1 - t0)
+        t1 = time.perf_counter()
+        th.join()
+        fractions.append(min(1.0, (seen[0] - t0) / (t1 - t0)))
+    return statistics.median(fractions)
 
 
 def cpu_wall(call: Callable[[], Any], threads: int, calls: int) -> tuple[float, float]:
@@ -114,15 +122,17 @@ def gil_calls(tok: Any, llm: Any) -> dict[str, Callable[[], Any]]:
     logits = np.random.default_rng(0).standard_normal((16, 50257)).astype(np.float32) * 3
     ids = torch.randint(0, llm.model.config.vocab_size, (8, 64))
 
-    def pure_python() -> int:  # the control: holds the GIL throughout
-        return sum(i * i for i in range(300_000))
+    numbers = list(range(400_000, 0, -1))
+
+    def sort_ints() -> list[int]:  # the control: C code (list.sort) that holds the GIL
+        return sorted(numbers)
 
     def forward() -> None:
         with torch.inference_mode():
             llm.model(ids)
 
     return {
-        "pure Python (control, holds the GIL)": pure_python,
+        "sorted(400k ints) (control: holds GIL)": sort_ints,
         f"encode_ordinary ({len(book) // 1000} kB)": lambda: tok.encode_ordinary(book),
         f"encode_batch ({len(chunks)} x 16 kB, 1 thr)": lambda: tok.encode_batch(
             chunks, num_threads=1
@@ -134,21 +144,21 @@ def gil_calls(tok: Any, llm: Any) -> dict[str, Callable[[], Any]]:
 
 
 def gil_report(tok: Any, llm: Any, seconds: float, repeats: int = 3) -> None:
-    """Prints, per call: ms/call, the Python loop's pace during it, and 2-thread scaling.
+    """Prints, per call: ms/call, how long another thread waited for the GIL during it, and
+    1 vs 2 threads (speedup and CPU/wall; these two need free cores to mean anything).
 
     Medians of ``repeats`` measurements: on a shared machine a process may be descheduled
     (or stopped) in the middle of one.
     """
-    print(f"{'call':40} {'ms/call':>8} {'py pace':>8} {'2-thr speedup':>13} {'cpu/wall 2t':>11}")
+    print(f"{'call':40} {'ms/call':>8} {'GIL wait':>8} {'2-thr speedup':>13} {'cpu/wall 2t':>11}")
     for name, call in gil_calls(tok, llm).items():
         call()
-        paces, speedups, ratios, mss = [], [], [], []
+        speedups, ratios, mss = [], [], []
+        wait = waited(call)
         for _ in range(repeats):
             t0 = time.perf_counter()
             call()
             ms = (time.perf_counter() - t0) * 1000
-            alone = python_pace(lambda: time.sleep(0.01), seconds / 2)
-            paces.append(python_pace(call, seconds) / alone)
             k = max(2, int(seconds * 1000 / ms / 2))
             w1, _ = cpu_wall(call, 1, k)
             w2, c2 = cpu_wall(call, 2, k)
@@ -157,8 +167,7 @@ def gil_report(tok: Any, llm: Any, seconds: float, repeats: int = 3) -> None:
             ratios.append(c2 / w2)
         med = statistics.median
         print(
-            f"{name:40} {med(mss):8.1f} {med(paces):8.0%} {med(speedups):13.2f} "
-            f"{med(ratios):11.2f}",
+            f"{name:40} {med(mss):8.1f} {wait:8.0%} {med(speedups):13.2f} {med(ratios):11.2f}",
             flush=True,
         )
 
