@@ -300,3 +300,56 @@ def test_from_pretrained_by_repo_id_from_an_offline_cache(ckpt, tmp_path, monkey
     assert hub.generate(TEXTS[0], **kw)[0].token_ids == llm.generate(TEXTS[0], **kw)[0].token_ids
     with pytest.raises(FileNotFoundError, match="offline"):
         Generator.from_pretrained("someone/not-cached", cache_dir=tmp_path / "hub")
+
+
+def test_batched_prefill_equals_one_prompt_at_a_time(llm):
+    """Prompts of close lengths share one padded prefill call: same logits, same cache rows."""
+    from gpt_hybrid.engine import KVCache
+
+    engine = Engine(llm.model, llm.tokenizer, max_batch_size=8)
+    prompts = [list(range(100 + i, 100 + i + n)) for i, n in enumerate((10, 12, 11, 12, 9, 3))]
+    groups = engine._prefill_groups([len(p) for p in prompts])
+    assert any(len(g) > 1 for g in groups)  # the case under test really batches
+    cfg = llm.model.config
+    together, alone = KVCache(cfg, 8, 40), KVCache(cfg, 8, 40)
+    got = engine.prefill_many(together, [(p, 7 - i) for i, p in enumerate(prompts)])
+    for i, p in enumerate(prompts):
+        want = engine.prefill(alone, p, 7 - i)
+        torch.testing.assert_close(got[i], want, rtol=1e-5, atol=1e-5)
+        n = len(p)
+        assert together.lengths[7 - i] == n
+        torch.testing.assert_close(together.k[:, 7 - i, :, :n], alone.k[:, 7 - i, :, :n])
+        torch.testing.assert_close(together.v[:, 7 - i, :, :n], alone.v[:, 7 - i, :, :n])
+
+
+def test_batched_prefill_greedy_equals_the_reference(llm):
+    """Eight similar-length prompts admitted at once (batched prefill), then decoded together."""
+    engine = Engine(llm.model, llm.tokenizer, max_batch_size=8)
+    ids = [llm.tokenizer.encode(f"{w} was the best of times, it was") for w in TEXTS[:7] + ["x"]]
+    params = greedy(max_new_tokens=6, ignore_eos=True)
+    out = engine.generate(ids, params)
+    for prompt, (c,) in zip(ids, out, strict=True):
+        assert c.token_ids == reference_generate(llm.model, prompt, 6)
+
+
+@pytest.mark.parametrize("invariant", [False, True])
+def test_prefill_groups_bound_padding_and_size(llm, invariant):
+    import random
+
+    from gpt_hybrid.engine import _PREFILL_TOKENS
+
+    engine = Engine(llm.model, llm.tokenizer, batch_invariant=invariant)
+    rng = random.Random(3)
+    lengths = [rng.choice([rng.randint(1, 20), rng.randint(1, 900)]) for _ in range(300)]
+    groups = engine._prefill_groups(lengths)
+    assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+    for g in groups:
+        if invariant:
+            assert len(g) == 1
+        if len(g) > 1:
+            width = max(lengths[i] for i in g)
+            real = sum(lengths[i] for i in g)
+            assert len(g) * width <= _PREFILL_TOKENS
+            assert len(g) * width <= 1.25 * real
+    if not invariant:
+        assert len(groups) < len(lengths) / 2  # short prompts really share calls

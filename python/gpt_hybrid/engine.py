@@ -8,10 +8,13 @@ Design, in the order a prompt meets it:
   occupy slots ``0..n-1`` (a freed slot is refilled by the next waiting prompt at once, or the
   last running row is moved into it), so a decode step works on a plain prefix of the cache
   with no gather.
-* **Prefill** (:meth:`Engine.prefill`) runs one prompt through the model, fills one slot and
-  returns the logits of its last position. Its siblings (``num_return_sequences``) get a copy
-  of that slot: one prefill per prompt, never one per sequence. Prompts are prefilled one at a
-  time, so a prompt's prefill never depends on what else is running.
+* **Prefill** (:meth:`Engine.prefill_many`) runs the prompts admitted together through the
+  model, fills one slot each and returns the logits of their last positions. Prompts of
+  similar length share a call (right-padded; the causal mask keeps padding out of every real
+  position), so the weights are read once per call rather than once per prompt. Siblings
+  (``num_return_sequences``) get a copy of their prompt's slot: one prefill per prompt,
+  never one per sequence. With ``batch_invariant=True`` each prompt is prefilled alone, so its
+  prefill never depends on what else is running.
 * **Decode** (:meth:`Engine.decode_step`) feeds the newest token of every running row at that
   row's own position (a per-row attention mask covers rows of different lengths) and returns
   float32 logits ``[n, V]``.
@@ -58,6 +61,10 @@ from gpt_hybrid.model import GPT2
 
 # MKL's fp32 GEMM computes a row the same way for every batch height M >= 4 (measured).
 _INVARIANT_MIN_ROWS = 4
+
+# Padded tokens per batched prefill call: past a few hundred rows a GEMM runs at its peak,
+# and the activations stay small (a single prompt can still be longer).
+_PREFILL_TOKENS = 1024
 
 FINISH_STOP = "stop"
 FINISH_LENGTH = "length"
@@ -282,6 +289,60 @@ class Engine:
         return logits[0]
 
     @torch.inference_mode()
+    def prefill_many(self, cache: KVCache, items: list[tuple[list[int], int]]) -> torch.Tensor:
+        """Prefills ``(prompt, slot)`` pairs; returns float32 logits ``[len(items), V]``.
+
+        Prompts of similar length run together, right-padded, in calls of at most
+        ``_PREFILL_TOKENS`` padded tokens with at most a quarter of them padding: one GEMM over
+        many rows instead of one per prompt, which reads the weights once per call. With
+        ``batch_invariant`` every prompt runs alone (a GEMM's rows depend on its height).
+        """
+        out: list[torch.Tensor | None] = [None] * len(items)
+        for group in self._prefill_groups([len(p) for p, _ in items]):
+            if len(group) == 1:
+                prompt, slot = items[group[0]]
+                out[group[0]] = self.prefill(cache, prompt, slot)
+                continue
+            width = max(len(items[i][0]) for i in group)
+            ids = torch.zeros((len(group), width), dtype=torch.long)
+            for r, i in enumerate(group):
+                ids[r, : len(items[i][0])] = torch.tensor(items[i][0])
+            lengths = [len(items[i][0]) for i in group]
+            slot_ids = [items[i][1] for i in group]
+            device = self.model.device
+            logits = self.model.prefill(
+                ids.to(device),
+                torch.tensor(lengths, device=device),
+                cache.k,
+                cache.v,
+                torch.tensor(slot_ids, device=device),
+            )
+            for r, i in enumerate(group):
+                cache.lengths[slot_ids[r]] = lengths[r]
+                out[i] = logits[r]
+        return torch.stack(out)  # type: ignore[arg-type]
+
+    def _prefill_groups(self, lengths: list[int]) -> list[list[int]]:
+        """Indices of ``lengths`` in prefill calls: by length, padding-bounded, token-capped."""
+        order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+        if self.batch_invariant:
+            return [[i] for i in order]
+        groups: list[list[int]] = []
+        cur: list[int] = []
+        real = 0
+        for i in order:
+            n = lengths[i]  # the longest so far: the group's width if i joins
+            padded = (len(cur) + 1) * n
+            if cur and (padded > _PREFILL_TOKENS or padded > 1.25 * (real + n)):
+                groups.append(cur)
+                cur, real = [], 0
+            cur.append(i)
+            real += n
+        if cur:
+            groups.append(cur)
+        return groups
+
+    @torch.inference_mode()
     def decode_step(self, cache: KVCache, tokens: np.ndarray, rows: int) -> torch.Tensor:
         """Feeds ``tokens[b]`` to slot ``b`` for ``b < rows``; returns float32 logits ``[rows, V]``.
 
@@ -405,22 +466,30 @@ class Engine:
         slots: list[_Sequence | None] = [None] * n_slots  # slots[b] runs in cache row b
         tokens = np.zeros(n_slots, dtype=np.int64)  # the newest token of each slot
         while True:
-            # Admit waiting prompts into free slots, lowest first (holes left by finished rows).
+            # Admit waiting prompts into free slots, lowest first (holes left by finished rows),
+            # prefill them together, and sample their first tokens in one call.
             free = [b for b, s in enumerate(slots) if s is None]
             while waiting and free:
-                req = waiting[0]
-                take, free = free[: len(req.pending)], free[len(req.pending) :]
-                logits = self.prefill(cache, req.prompt, take[0])
-                for b in take:
-                    if b != take[0]:
+                admitted: list[tuple[_Request, list[int]]] = []
+                while waiting and free:
+                    req = waiting[0]
+                    take, free = free[: len(req.pending)], free[len(req.pending) :]
+                    for b in take:
+                        slots[b] = self._new_sequence(req, req.pending.popleft())
+                    admitted.append((req, take))
+                    if not req.pending:
+                        waiting.popleft()
+                logits = self.prefill_many(cache, [(r.prompt, take[0]) for r, take in admitted])
+                rows: list[int] = []
+                row_logits = []
+                for i, (_, take) in enumerate(admitted):
+                    for b in take[1:]:
                         cache.copy_slot(take[0], b)  # siblings share the prefill
-                    slots[b] = self._new_sequence(req, req.pending.popleft())
-                if not req.pending:
-                    waiting.popleft()
-                rows = logits.expand(len(take), -1)
-                ids = self._sample(sample, rows, [slots[b] for b in take])
-                yield from self._accept(slots, take, ids, tokens)
-                free = sorted(free + _release_finished(cache, slots, take))
+                    rows += take
+                    row_logits.append(logits[i].expand(len(take), -1))
+                ids = self._sample(sample, torch.cat(row_logits), [slots[b] for b in rows])
+                yield from self._accept(slots, rows, ids, tokens)
+                free = sorted(free + _release_finished(cache, slots, rows))
             n = _compact(cache, slots, tokens)
             if n == 0:
                 if waiting:
