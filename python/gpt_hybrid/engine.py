@@ -437,7 +437,11 @@ class Engine:
         # The cache is the run's one big allocation: check it fits before making it, so that a
         # batch too large for the machine shrinks (or fails) here, never dies mid-run.
         need = memory.RunMemory.estimate(
-            self.model.config, max_len, self.model.dtype, max(len(r.prompt) for r in requests)
+            self.model.config,
+            max_len,
+            self.model.dtype,
+            max(len(r.prompt) for r in requests),
+            prefill_tokens=_PREFILL_TOKENS,
         )
         slots = memory.plan_slots(
             need,

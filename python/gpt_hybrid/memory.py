@@ -156,7 +156,8 @@ class RunMemory:
         per_slot: one cache row (keys and values of every layer over ``max_len`` positions)
             plus that row's logits buffers (the model's logits, their float32 copy and the
             sampler's per-row work arrays).
-        fixed: the prefill of the longest prompt (its attention scores and MLP activations).
+        fixed: the prefill of the longest prompt or of a group of prompts prefilled together
+            (attention scores and MLP activations).
     """
 
     per_slot: int
@@ -169,21 +170,25 @@ class RunMemory:
         max_len: int,
         dtype: torch.dtype = torch.float32,
         prompt_len: int | None = None,
+        prefill_tokens: int = 1024,
     ) -> RunMemory:
         """The estimate for a model ``config`` and a cache of ``max_len`` positions per row.
 
         Example:
             >>> from gpt_hybrid.model import GPT2Config
             >>> RunMemory.estimate(GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10), 4)
-            RunMemory(per_slot=416, fixed=1024)
+            RunMemory(per_slot=416, fixed=262144)
         """
         item = torch.empty((), dtype=dtype).element_size()
         kv = 2 * config.n_layer * max_len * config.n_embd * item  # layers x (k, v) x T x C
         # Logits in the model's dtype, a float32 copy for the sampler, its float32/u32 work rows.
         logits = config.vocab_size * (item + 4 + 8)
         t = prompt_len if prompt_len is not None else max_len
-        # Prefill: scores (n_head, T, T) in float32, and the widest activation (T, 4C) + qkv.
-        prefill = 4 * (config.n_head * t * t + t * (config.inner_dim + 3 * config.n_embd))
+        # Prefill: one prompt of T tokens, or a padded group of N prompts with N x T at most
+        # ``prefill_tokens`` (the engine's group size): float32 scores (N, n_head, T, T) and the
+        # widest activations (N x T, 4C) + qkv.
+        tokens = max(t, prefill_tokens)
+        prefill = 4 * (config.n_head * t * tokens + tokens * (config.inner_dim + 3 * config.n_embd))
         return cls(per_slot=kv + logits, fixed=prefill)
 
     def total(self, rows: int) -> int:
