@@ -15,6 +15,9 @@ from gpt_hybrid._native import __version__
 from gpt_hybrid.engine import Completion, Engine
 from gpt_hybrid.generator import Generator
 
+# reliability (memory pressure)
+from gpt_hybrid.memory import CacheMemoryError, CacheShrinkWarning
+
 # model
 from gpt_hybrid.model import GPT2, GPT2Config
 
@@ -50,4 +53,7 @@ __all__ = [
     "Generator",
     # training
     "train_bpe",
+    # reliability (memory pressure)
+    "CacheMemoryError",
+    "CacheShrinkWarning",
 ]

@@ -56,6 +56,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from gpt_hybrid import memory
 from gpt_hybrid.model import GPT2
 
 # MKL's fp32 GEMM computes a row the same way for every batch height M >= 4 (measured).
@@ -118,7 +119,9 @@ class KVCache:
     """Preallocated keys/values ``[n_layer, slots, n_head, max_len, head_dim]``.
 
     Zero-filled (never garbage: a masked-out entry is still multiplied by 0, and 0 * NaN is
-    NaN); pages the run never reaches are never touched, so they cost no memory.
+    NaN). Filling it touches every page (measured: a 1.2 GB cache is resident at once), so
+    the whole cache is taken when the run starts, never later in the middle of it: that is
+    what the engine checks against the available memory before making it.
 
     Example:
         >>> from gpt_hybrid.model import GPT2Config
@@ -225,6 +228,10 @@ class Engine:
             (MKL's M = 4 kernel against its matrix-vector one), and off it logits differ by
             ~2e-6 only, which moves a sampled token only at a near-tie.
         min_decode_rows: pad a decode step to at least this many rows.
+        strict_memory: when a run's KV cache would not fit in the available memory, raise
+            :class:`gpt_hybrid.memory.CacheMemoryError` (before allocating anything) instead
+            of running it with fewer slots and a :class:`~gpt_hybrid.memory.CacheShrinkWarning`.
+        memory_utilization: the fraction of the available memory a run's cache may take.
 
     Example:
         >>> engine = Engine(model, tokenizer, max_batch_size=16)  # doctest: +SKIP
@@ -242,6 +249,8 @@ class Engine:
         eos_token_id: int | None = None,
         batch_invariant: bool = False,
         min_decode_rows: int | None = None,
+        strict_memory: bool = False,
+        memory_utilization: float = 0.9,
     ) -> None:
         if not isinstance(max_batch_size, int) or max_batch_size < 1:
             raise ValueError(f"max_batch_size must be a positive int, got {max_batch_size!r}")
@@ -257,6 +266,10 @@ class Engine:
         if eos_token_id is None and tokenizer is not None:
             eos_token_id = tokenizer.eot_token
         self.eos_token_id = eos_token_id
+        if not 0.0 < memory_utilization <= 1.0:
+            raise ValueError(f"memory_utilization must be in (0, 1], got {memory_utilization!r}")
+        self.strict_memory = strict_memory
+        self.memory_utilization = memory_utilization
 
     # --- the two model passes ---
 
@@ -420,10 +433,29 @@ class Engine:
         total_seqs = sum(r.params.num_return_sequences for r in requests)
         slots = min(self.max_batch_size, total_seqs)
         max_len = max(min(len(r.prompt) + r.params.max_new_tokens, n_ctx) for r in requests)
+        min_rows = min(self.min_decode_rows, self.max_batch_size)
+        # The cache is the run's one big allocation: check it fits before making it, so that a
+        # batch too large for the machine shrinks (or fails) here, never dies mid-run.
+        need = memory.RunMemory.estimate(
+            self.model.config,
+            max_len,
+            self.model.dtype,
+            max(len(r.prompt) for r in requests),
+            prefill_tokens=_PREFILL_TOKENS,
+        )
+        slots = memory.plan_slots(
+            need,
+            slots,
+            min_rows,
+            memory.available_bytes(self.model.device),
+            strict=self.strict_memory,
+            utilization=self.memory_utilization,
+            what=f"{slots} slots of up to {max_len} tokens",
+        )
         # One cache per run, sized for it (a run holds it only while it lasts).
         cache = KVCache(
             self.model.config,
-            max(slots, min(self.min_decode_rows, self.max_batch_size)),
+            max(slots, min_rows),
             max_len,
             self.model.dtype,
             self.model.device,

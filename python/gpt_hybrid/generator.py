@@ -33,6 +33,13 @@ class Generator:
         max_batch_size: sequences decoded together (the engine's slots).
         batch_invariant: bit-identical logits for a row whatever else runs (slower; see
             :class:`gpt_hybrid.engine.Engine`).
+        strict_memory: raise :class:`gpt_hybrid.memory.CacheMemoryError` when a run's KV
+            cache would not fit in the available memory, instead of running it with fewer
+            slots and a warning.
+
+    A Generator is safe to share between threads: each ``generate``/``stream`` call owns its
+    KV cache and scheduler state, and the model and tokenizer are only read. One ``stream()``
+    iterator is for one consumer (a second thread resuming it gets ``ValueError``).
 
     Example:
         >>> llm = Generator.from_pretrained("path/to/gpt2")  # doctest: +SKIP
@@ -48,6 +55,7 @@ class Generator:
         *,
         max_batch_size: int = 32,
         batch_invariant: bool = False,
+        strict_memory: bool = False,
     ) -> None:
         if tokenizer is not None and tokenizer.n_vocab > model.config.vocab_size:
             raise ValueError(
@@ -57,7 +65,11 @@ class Generator:
         self.model = model
         self.tokenizer = tokenizer
         self.engine = Engine(
-            model, tokenizer, max_batch_size=max_batch_size, batch_invariant=batch_invariant
+            model,
+            tokenizer,
+            max_batch_size=max_batch_size,
+            batch_invariant=batch_invariant,
+            strict_memory=strict_memory,
         )
 
     @classmethod
@@ -69,6 +81,7 @@ class Generator:
         device: torch.device | str = "cpu",
         max_batch_size: int = 32,
         batch_invariant: bool = False,
+        strict_memory: bool = False,
         revision: str | None = None,
         cache_dir: str | os.PathLike[str] | None = None,
         local_files_only: bool = False,
@@ -85,6 +98,7 @@ class Generator:
             device: "cpu" or "cuda".
             max_batch_size: sequences decoded together.
             batch_invariant: bit-identical logits for a row whatever else runs (slower).
+            strict_memory: raise instead of shrinking a batch whose KV cache would not fit.
             revision, cache_dir, local_files_only: passed to ``huggingface_hub``.
 
         Example:
@@ -100,7 +114,13 @@ class Generator:
         )
         model = load_model(directory, dtype=dtype, device=device)
         tokenizer = Tokenizer.from_pretrained(directory)
-        return cls(model, tokenizer, max_batch_size=max_batch_size, batch_invariant=batch_invariant)
+        return cls(
+            model,
+            tokenizer,
+            max_batch_size=max_batch_size,
+            batch_invariant=batch_invariant,
+            strict_memory=strict_memory,
+        )
 
     @classmethod
     def default(cls, **kwargs: Any) -> Generator:
