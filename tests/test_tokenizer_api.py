@@ -376,6 +376,17 @@ def test_ids_may_be_any_int_sequence(tok):
     assert tok.decode(np.array(ids, dtype=np.int64)) == "Hello world"
     assert tok.decode_bytes(np.array(ids, dtype=np.uint32)) == b"Hello world"
     assert tok.incremental_decoder().push(tuple(ids)) == "Hello world"
+    # Every integer dtype, strided views, and out-of-range values in arrays.
+    text = "It was the best of times, it was the worst of times."
+    ids = tok.encode(text)
+    arr = np.array(ids)
+    for dtype in (np.int64, np.int32, np.uint32, np.uint64, np.uint16, np.int16):
+        assert tok.decode(arr.astype(dtype)) == text
+    assert tok.decode(arr[::2]) == tok.decode(ids[::2])
+    assert tok.decode(arr[::-1]) == tok.decode(ids[::-1])
+    for bad in (np.array([-1]), np.array([2**40]), np.array([tok.n_vocab + 5], dtype=np.uint32)):
+        with pytest.raises(KeyError):
+            tok.decode(bad)
 
 
 def test_custom_pattern_matches_tiktoken_with_the_same_regex(gpt2_files):
