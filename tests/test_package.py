@@ -29,3 +29,27 @@ def test_ships_typing_marker_and_native_stub() -> None:
 def test_public_names_resolve() -> None:
     for name in gpt_hybrid.__all__:
         assert hasattr(gpt_hybrid, name), name
+
+
+def test_import_is_light_until_the_model_is_used() -> None:
+    """`import gpt_hybrid` (tokenizer, sampler, trainer) does not import torch; GPT2 does."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, gpt_hybrid as gh\n"
+        "assert 'torch' not in sys.modules, 'torch imported eagerly'\n"
+        "gh.Tokenizer, gh.sample, gh.train_bpe, gh.SamplingParams\n"
+        "assert 'torch' not in sys.modules\n"
+        "from gpt_hybrid import GPT2\n"
+        "assert 'torch' in sys.modules and GPT2 is gh.GPT2\n"
+        "assert 'Generator' in dir(gh)\n"
+        "try:\n"
+        "    gh.NoSuchName\n"
+        "except AttributeError as e:\n"
+        "    assert 'NoSuchName' in str(e)\n"
+        "else:\n"
+        "    raise SystemExit('no AttributeError')\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
