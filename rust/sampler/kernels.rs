@@ -17,40 +17,31 @@ pub struct Scan {
     pub has_pos_inf: bool,
 }
 
-/// Values per block of [`scan`]'s block maxima.
-pub const MAX_BLOCK: usize = 64;
-
 simd_dispatch! {
-    /// One pass: the maximum (ignoring NaN), whether any NaN is present, and into `maxima`
-    /// the maximum of every whole block of [`MAX_BLOCK`] values (the row's partial last block
-    /// has none). The filters then skip blocks by their maxima instead of reading the row again.
-    pub fn scan / scan_avx2 (x: &[f32], maxima: &mut Vec<f32>) -> Scan => scan_generic
+    /// One pass: the maximum (ignoring NaN) and whether any NaN is present.
+    pub fn scan / scan_avx2 (x: &[f32]) -> Scan => scan_generic
 }
 
 #[inline(always)]
-fn scan_generic(x: &[f32], maxima: &mut Vec<f32>) -> Scan {
-    maxima.clear();
+fn scan_generic(x: &[f32]) -> Scan {
+    let mut acc = [f32::NEG_INFINITY; LANES];
     let mut nan = [false; LANES];
-    let mut max = f32::NEG_INFINITY;
-    let blocks = x.chunks_exact(MAX_BLOCK);
-    let tail = blocks.remainder();
-    for block in blocks {
-        let mut acc = [f32::NEG_INFINITY; LANES];
-        for chunk in block.chunks_exact(LANES) {
-            for j in 0..LANES {
-                let v = chunk[j];
-                // `v > acc` is false for NaN, so NaN never becomes the max.
-                acc[j] = if v > acc[j] { v } else { acc[j] };
-                nan[j] |= v.is_nan();
-            }
+    let chunks = x.chunks_exact(LANES);
+    let tail = chunks.remainder();
+    for chunk in chunks {
+        for j in 0..LANES {
+            let v = chunk[j];
+            // `v > acc` is false for NaN, so NaN never becomes the max.
+            acc[j] = if v > acc[j] { v } else { acc[j] };
+            nan[j] |= v.is_nan();
         }
-        let m = acc
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
-        maxima.push(m);
-        max = if m > max { m } else { max };
     }
-    let mut has_nan = nan.iter().any(|&n| n);
+    let mut max = f32::NEG_INFINITY;
+    let mut has_nan = false;
+    for j in 0..LANES {
+        max = if acc[j] > max { acc[j] } else { max };
+        has_nan |= nan[j];
+    }
     for &v in tail {
         max = if v > max { v } else { max };
         has_nan |= v.is_nan();
@@ -62,14 +53,23 @@ fn scan_generic(x: &[f32], maxima: &mut Vec<f32>) -> Scan {
     }
 }
 
-/// The first index holding `max`, the row's maximum (the greedy choice; `torch.argmax` also
-/// takes the first), given [`scan`]'s block maxima: only the first block reaching it is read.
-pub fn first_index_of(x: &[f32], maxima: &[f32], max: f32) -> usize {
-    let start = maxima
-        .iter()
-        .position(|&m| m >= max)
-        .unwrap_or(maxima.len())
-        * MAX_BLOCK;
+simd_dispatch! {
+    /// The first index holding `max` (the greedy choice; `torch.argmax` also takes the first).
+    pub fn first_index_of / first_index_of_avx2 (x: &[f32], max: f32) -> usize => first_index_of_generic
+}
+
+#[inline(always)]
+fn first_index_of_generic(x: &[f32], max: f32) -> usize {
+    // Whole blocks are tested with a vectorised lane max; only the block holding it is
+    // searched value by value.
+    const BLOCK: usize = 64;
+    let mut start = 0;
+    for block in x.chunks_exact(BLOCK) {
+        if block_max(block) >= max {
+            break;
+        }
+        start += BLOCK;
+    }
     x.get(start..)
         .and_then(|rest| rest.iter().position(|&v| v == max))
         .map_or(0, |j| start + j)
@@ -251,12 +251,22 @@ pub fn block_sum(block: &[f32]) -> f32 {
     all.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
-/// The indices of the values `>= floor`, in order, into `out`, given [`scan`]'s block
-/// maxima: blocks whose maximum is below the floor (most, when few tokens pass) are skipped.
-pub fn indices_at_or_above(x: &[f32], maxima: &[f32], floor: f32, out: &mut Vec<u32>) {
+simd_dispatch! {
+    /// The indices of the values `>= floor`, in order, into `out`.
+    pub fn indices_at_or_above / indices_at_or_above_avx2 (x: &[f32], floor: f32, out: &mut Vec<u32>) => indices_at_or_above_generic
+}
+
+#[inline(always)]
+fn indices_at_or_above_generic(x: &[f32], floor: f32, out: &mut Vec<u32>) {
     out.clear();
-    let tail_start = maxima.len() * MAX_BLOCK;
-    let mut take = |base: usize, block: &[f32]| {
+    // Blocks whose maximum is below the floor (most of them, when few tokens pass) are
+    // skipped after one vectorised max.
+    const BLOCK: usize = 64;
+    for (b, block) in x.chunks(BLOCK).enumerate() {
+        if block.len() == BLOCK && block_max(block) < floor {
+            continue;
+        }
+        let base = b * BLOCK;
         out.extend(
             block
                 .iter()
@@ -264,14 +274,7 @@ pub fn indices_at_or_above(x: &[f32], maxima: &[f32], floor: f32, out: &mut Vec<
                 .filter(|(_, &v)| v >= floor)
                 .map(|(j, _)| (base + j) as u32),
         );
-    };
-    for (b, &m) in maxima.iter().enumerate() {
-        if m >= floor {
-            let base = b * MAX_BLOCK;
-            take(base, x.get(base..base + MAX_BLOCK).unwrap_or(&[]));
-        }
     }
-    take(tail_start, x.get(tail_start..).unwrap_or(&[]));
 }
 
 #[cfg(test)]
@@ -282,9 +285,8 @@ mod tests {
     fn scan_finds_max_nan_and_inf() {
         let mut x: Vec<f32> = (0..100).map(|i| (i as f32 * 0.37).sin()).collect();
         let want = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-        let mut m = Vec::new();
         assert_eq!(
-            scan(&x, &mut m),
+            scan(&x),
             Scan {
                 max: want,
                 has_nan: false,
@@ -292,17 +294,14 @@ mod tests {
             }
         );
         x[97] = f32::NAN; // in the tail
-        assert!(scan(&x, &mut m).has_nan);
+        assert!(scan(&x).has_nan);
         x[97] = 0.0;
         x[3] = f32::NAN; // in a lane
-        assert!(scan(&x, &mut m).has_nan);
+        assert!(scan(&x).has_nan);
         x[3] = f32::INFINITY;
-        assert!(scan(&x, &mut m).has_pos_inf);
-        assert_eq!(
-            scan(&[f32::NEG_INFINITY; 40], &mut m).max,
-            f32::NEG_INFINITY
-        );
-        assert_eq!(scan(&[], &mut m).max, f32::NEG_INFINITY);
+        assert!(scan(&x).has_pos_inf);
+        assert_eq!(scan(&[f32::NEG_INFINITY; 40]).max, f32::NEG_INFINITY);
+        assert_eq!(scan(&[]).max, f32::NEG_INFINITY);
     }
 
     #[test]
@@ -325,7 +324,7 @@ mod tests {
     #[test]
     fn log_sum_exp_matches_the_obvious_sum() {
         let x: Vec<f32> = (0..1000).map(|i| (i as f32 * 0.11).cos() * 5.0).collect();
-        let m = scan(&x, &mut Vec::new()).max;
+        let m = scan(&x).max;
         let want = x.iter().map(|&v| f64::from(v).exp()).sum::<f64>().ln();
         assert!((log_sum_exp(&x, m) - want).abs() < 1e-5);
     }
@@ -335,16 +334,8 @@ mod tests {
         let x: Vec<f32> = (0..5003)
             .map(|i| ((i * 7919) % 1013) as f32 * -0.05)
             .collect();
-        let (mut ma, mut mb) = (Vec::new(), Vec::new());
-        let max = scan(&x, &mut ma).max;
-        assert_eq!(scan(&x, &mut ma), scan_generic(&x, &mut mb));
-        assert_eq!(ma, mb);
-        assert_eq!(
-            ma,
-            x.chunks_exact(MAX_BLOCK)
-                .map(|b| b.iter().cloned().fold(f32::NEG_INFINITY, f32::max))
-                .collect::<Vec<_>>()
-        );
+        let max = scan(&x).max;
+        assert_eq!(scan(&x), scan_generic(&x));
         let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
         exp_shifted(&x, max, 0.7, &mut a);
         exp_shifted_generic(&x, max, 0.7, &mut b);
@@ -355,12 +346,11 @@ mod tests {
         assert_eq!(fused, sum_and_high(&a, 0.01));
         assert_eq!(fused, exp_shifted_sums_generic(&x, max, 0.7, &mut c, 0.01));
         assert_eq!(log_sum_exp(&x, max), log_sum_exp_generic(&x, max));
-        assert_eq!(
-            first_index_of(&x, &ma, max),
-            x.iter().position(|&v| v == max).unwrap()
-        );
-        let mut i = Vec::new();
-        indices_at_or_above(&x, &ma, -3.0, &mut i);
+        assert_eq!(first_index_of(&x, max), first_index_of_generic(&x, max));
+        let (mut i, mut j) = (Vec::new(), Vec::new());
+        indices_at_or_above(&x, -3.0, &mut i);
+        indices_at_or_above_generic(&x, -3.0, &mut j);
+        assert_eq!(i, j);
         assert_eq!(
             i,
             (0..x.len() as u32)
@@ -379,17 +369,6 @@ mod tests {
 
     #[test]
     fn first_index_of_takes_the_first_tie() {
-        assert_eq!(first_index_of(&[1.0, 3.0, 2.0, 3.0], &[], 3.0), 1);
-        let mut x = vec![0.0f32; 300];
-        x[70] = 2.0;
-        x[200] = 2.0;
-        x[299] = 2.0;
-        let mut m = Vec::new();
-        let max = scan(&x, &mut m).max;
-        assert_eq!(first_index_of(&x, &m, max), 70);
-        x[70] = 0.0;
-        x[200] = 0.0;
-        let max = scan(&x, &mut m).max;
-        assert_eq!(first_index_of(&x, &m, max), 299);
+        assert_eq!(first_index_of(&[1.0, 3.0, 2.0, 3.0], 3.0), 1);
     }
 }

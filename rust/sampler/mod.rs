@@ -207,7 +207,7 @@ pub fn sample(
         if !want_logprobs {
             return Ok((id, 0.0, 0.0, Vec::new()));
         }
-        let lse = kernels::log_sum_exp(raw, kernels::scan(raw, &mut Vec::new()).max);
+        let lse = kernels::log_sum_exp(raw, kernels::scan(raw).max);
         let raw_lp = |i: u32| {
             (f64::from(raw.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY)) - lse) as f32
         };

@@ -14,9 +14,6 @@ pub struct Scratch {
     penalised: Vec<f32>,
     cands: Vec<Cand>,
     top_p: TopPScratch,
-    /// The row's block maxima (see [`kernels::scan`]) and a copy to select in.
-    maxima: Vec<f32>,
-    order: Vec<f32>,
     history: Vec<u32>,
     /// Dense form: the unnormalised weight of every token of the row (0 = filtered), and
     /// the sums of its blocks of [`BLOCK`] tokens (so that a draw skips whole blocks).
@@ -127,8 +124,6 @@ pub fn final_distribution(
         penalised,
         cands,
         top_p: top_p_scratch,
-        maxima,
-        order,
         history: hist_buf,
         weights,
         block_sums,
@@ -153,7 +148,7 @@ pub fn final_distribution(
         max,
         has_nan,
         has_pos_inf,
-    } = kernels::scan(x, maxima);
+    } = kernels::scan(x);
     if has_nan {
         return Err(Error::Value(format!("logits row {row} contains NaN")));
     }
@@ -166,7 +161,7 @@ pub fn final_distribution(
         )));
     }
     if params.is_greedy() {
-        ids.push(kernels::first_index_of(x, maxima, max) as u32);
+        ids.push(kernels::first_index_of(x, max) as u32);
         sparse_weights.push(1.0);
         *total = 1.0;
         return Ok(());
@@ -177,7 +172,7 @@ pub fn final_distribution(
     if params.top_k > 0 && params.top_k < vocab {
         // Only the top-k candidates (and their ties) go on; they come back in rank order,
         // so top-p is a prefix and min-p a threshold on the already computed weights.
-        select::top_k_with_ties_scanned(x, maxima, params.top_k, cands, order);
+        select::top_k_with_ties(x, params.top_k, cands);
         sparse_weights.extend(
             cands
                 .iter()
@@ -217,7 +212,7 @@ pub fn final_distribution(
         let log_floor = params.min_p.ln() * params.temperature;
         let slack = 1e-3 * (f64::from(max).abs() + log_floor.abs() + 1.0);
         let floor = (f64::from(max) + log_floor - slack) as f32;
-        kernels::indices_at_or_above(x, maxima, floor, ids);
+        kernels::indices_at_or_above(x, floor, ids);
         let mut kept = 0;
         for i in 0..ids.len() {
             let id = ids[i];

@@ -8,8 +8,6 @@
 
 use std::cmp::Ordering;
 
-use super::kernels::MAX_BLOCK as BLOCK_MAX_LEN;
-
 /// A candidate token: its logit (with -0.0 made +0.0, so that bit order is numeric order) and id.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Cand {
@@ -39,24 +37,10 @@ pub fn rank_order(a: &Cand, b: &Cand) -> Ordering {
 /// what is below it and raises the threshold. Most logits fail the first comparison, so the
 /// pass costs about one compare per logit. A row of many ties grows the buffer instead.
 pub fn top_k_with_ties(x: &[f32], k: usize, out: &mut Vec<Cand>) {
-    let mut maxima = Vec::new();
-    super::kernels::scan(x, &mut maxima);
-    top_k_with_ties_scanned(x, &maxima, k, out, &mut Vec::new());
-}
-
-/// [`top_k_with_ties`] given [`super::kernels::scan`]'s block maxima of `x`; `order` is a
-/// scratch buffer.
-pub fn top_k_with_ties_scanned(
-    x: &[f32],
-    maxima: &[f32],
-    k: usize,
-    out: &mut Vec<Cand>,
-    order: &mut Vec<f32>,
-) {
     out.clear();
     let k = k.max(1);
-    if k.saturating_mul(8) <= maxima.len() {
-        top_k_by_block_maxima(x, maxima, k, out, order);
+    if k.saturating_mul(8) <= x.len() / BLOCK_MAX_LEN {
+        top_k_by_block_maxima(x, k, out);
         return;
     }
     let mut cap = (4 * k).max(1024);
@@ -86,20 +70,17 @@ pub fn top_k_with_ties_scanned(
     out.sort_unstable_by(rank_order);
 }
 
+const BLOCK_MAX_LEN: usize = 64;
+
 /// Top-k through block maxima, for k small next to the row: the k-th largest of the maxima
-/// of blocks is a lower bound of the k-th largest value (k blocks each hold a value at or
-/// above it), so only the blocks whose maximum reaches it (about k of them) are read value
-/// by value. Cost: a selection over the maxima, plus ~64k values.
-fn top_k_by_block_maxima(
-    x: &[f32],
-    maxima: &[f32],
-    k: usize,
-    out: &mut Vec<Cand>,
-    order: &mut Vec<f32>,
-) {
-    let tail_start = maxima.len() * BLOCK_MAX_LEN;
-    order.clear();
-    order.extend_from_slice(maxima);
+/// of blocks of 64 is a lower bound of the k-th largest value (k blocks each hold a value at
+/// or above it), so only the blocks whose maximum reaches it (about k of them) are read
+/// value by value. Cost: one vectorised max pass, plus ~64k values.
+fn top_k_by_block_maxima(x: &[f32], k: usize, out: &mut Vec<Cand>) {
+    let blocks = x.chunks_exact(BLOCK_MAX_LEN);
+    let tail_start = x.len() - blocks.remainder().len();
+    let maxima: Vec<f32> = blocks.map(super::kernels::block_max).collect();
+    let mut order = maxima.clone();
     let bound = if k <= order.len() {
         *order.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1
     } else {
