@@ -6,6 +6,8 @@
 //! adds and integer bit operations.
 
 const LANES: usize = 16;
+/// Weights per block of [`exp_shifted_sums`]: summed in f32 lanes, the blocks in f64.
+const SUM_BLOCK: usize = 1024;
 
 /// The result of [`scan`]: the largest value, and whether the row holds NaN or +inf.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -134,6 +136,31 @@ fn exp_shifted_generic(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
 }
 
 simd_dispatch! {
+    /// [`exp_shifted`] into `out`, returning what [`sum_and_high`] would of `out` (bit for
+    /// bit: the same blocks and lanes), while each block of the output is still in L1.
+    pub fn exp_shifted_sums / exp_shifted_sums_avx2 (x: &[f32], max: f32, inv_t: f32, out: &mut [f32], high: f32) -> (f64, f64) => exp_shifted_sums_generic
+}
+
+#[inline(always)]
+fn exp_shifted_sums_generic(
+    x: &[f32],
+    max: f32,
+    inv_t: f32,
+    out: &mut [f32],
+    high: f32,
+) -> (f64, f64) {
+    let mut total = 0.0f64;
+    let mut above = 0.0f64;
+    for (xb, ob) in x.chunks(SUM_BLOCK).zip(out.chunks_mut(SUM_BLOCK)) {
+        exp_shifted_generic(xb, max, inv_t, ob);
+        let (all, big) = block_sums_above(ob, high);
+        total += f64::from(all);
+        above += f64::from(big);
+    }
+    (total, above)
+}
+
+simd_dispatch! {
     /// `log(sum(exp(x)))` of a row without NaN or +inf, given its max; -inf for an all -inf row.
     pub fn log_sum_exp / log_sum_exp_avx2 (x: &[f32], max: f32) -> f64 => log_sum_exp_generic
 }
@@ -162,17 +189,14 @@ fn log_sum_exp_generic(x: &[f32], max: f32) -> f64 {
     f64::from(max) + total.ln()
 }
 
-simd_dispatch! {
-    /// The sum of non-negative weights, and the sum of those >= `high` (16 f32 lanes, each
-    /// block of 1024 weights added in f64).
-    pub fn sum_and_high / sum_and_high_avx2 (w: &[f32], high: f32) -> (f64, f64) => sum_and_high_generic
-}
-
-#[inline(always)]
-fn sum_and_high_generic(w: &[f32], high: f32) -> (f64, f64) {
+/// The sum of non-negative weights, and the sum of those >= `high` (16 f32 lanes, each
+/// block of [`SUM_BLOCK`] weights added in f64): what [`exp_shifted_sums`] returns, computed
+/// from the weights (the tests' reference).
+#[cfg(test)]
+fn sum_and_high(w: &[f32], high: f32) -> (f64, f64) {
     let mut total = 0.0f64;
     let mut above = 0.0f64;
-    for block in w.chunks(1024) {
+    for block in w.chunks(SUM_BLOCK) {
         let (all, big) = block_sums_above(block, high);
         total += f64::from(all);
         above += f64::from(big);
@@ -316,7 +340,11 @@ mod tests {
         exp_shifted(&x, max, 0.7, &mut a);
         exp_shifted_generic(&x, max, 0.7, &mut b);
         assert_eq!(a, b);
-        assert_eq!(sum_and_high(&a, 0.01), sum_and_high_generic(&a, 0.01));
+        let mut c = vec![0.0; x.len()];
+        let fused = exp_shifted_sums(&x, max, 0.7, &mut c, 0.01);
+        assert_eq!(c, a);
+        assert_eq!(fused, sum_and_high(&a, 0.01));
+        assert_eq!(fused, exp_shifted_sums_generic(&x, max, 0.7, &mut c, 0.01));
         assert_eq!(log_sum_exp(&x, max), log_sum_exp_generic(&x, max));
         assert_eq!(first_index_of(&x, max), first_index_of_generic(&x, max));
         let (mut i, mut j) = (Vec::new(), Vec::new());

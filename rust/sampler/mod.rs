@@ -6,7 +6,7 @@
 //! on nothing else in the batch. Rows run in parallel on rayon's pool.
 //!
 //! No path sorts the vocabulary: top-k is a one-pass selection, top-p a histogram threshold
-//! search with an exact ranking of one bucket, min-p a plain threshold (see [`select`]).
+//! search with an exact ranking of one bucket (see [`top_p`]), min-p a plain threshold.
 
 /// Defines `$name`, which runs the `#[inline(always)]` function `$generic` compiled for
 /// AVX2 + FMA (as `$avx`) when the CPU has them, and as plain x86-64 (SSE2) code otherwise.
@@ -40,6 +40,7 @@ mod penalties;
 mod philox;
 mod row;
 mod select;
+mod top_p;
 
 use std::cell::RefCell;
 

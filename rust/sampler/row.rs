@@ -5,6 +5,7 @@ use super::params::RowParams;
 use super::penalties;
 use super::philox;
 use super::select::{self, Cand};
+use super::top_p::{self, TopPScratch};
 use crate::error::{Error, Result};
 
 /// Buffers reused from row to row by one worker thread, and the final distribution.
@@ -12,7 +13,7 @@ use crate::error::{Error, Result};
 pub struct Scratch {
     penalised: Vec<f32>,
     cands: Vec<Cand>,
-    bucket: Vec<Cand>,
+    top_p: TopPScratch,
     history: Vec<u32>,
     /// Dense form: the unnormalised weight of every token of the row (0 = filtered), and
     /// the sums of its blocks of [`BLOCK`] tokens (so that a draw skips whole blocks).
@@ -61,12 +62,29 @@ fn apply_cut_generic(
     for (b, (xb, wb)) in x.chunks(BLOCK).zip(weights.chunks_mut(BLOCK)).enumerate() {
         let base = (b * BLOCK) as u32;
         let mut lanes = [0.0f32; LANES];
-        for (c, (xc, wc)) in xb.chunks(LANES).zip(wb.chunks_mut(LANES)).enumerate() {
-            let cbase = base + (c * LANES) as u32;
-            for (j, (&v, w)) in xc.iter().zip(wc.iter_mut()).enumerate() {
-                *w = kept_weight(v, *w, cbase + j as u32, cut, min_w);
-                lanes[j] += *w;
+        // Whole chunks of LANES as fixed-size arrays, so that the loop is one vector body
+        // (a variable-length inner loop compiled to scalar code); the row's last partial
+        // chunk adds to the same lanes in the same order.
+        let xc = xb.chunks_exact(LANES);
+        let x_tail = xc.remainder();
+        let mut wc = wb.chunks_exact_mut(LANES);
+        let mut cbase = base;
+        for (xs, ws) in xc.zip(&mut wc) {
+            let xs: &[f32; LANES] = xs.try_into().unwrap_or(&[0.0; LANES]);
+            let ws: &mut [f32; LANES] = match ws.try_into() {
+                Ok(ws) => ws,
+                Err(_) => continue,
+            };
+            for j in 0..LANES {
+                let w = kept_weight(xs[j], ws[j], cbase + j as u32, cut, min_w);
+                ws[j] = w;
+                lanes[j] += w;
             }
+            cbase += LANES as u32;
+        }
+        for (j, (&v, w)) in x_tail.iter().zip(wc.into_remainder()).enumerate() {
+            *w = kept_weight(v, *w, cbase + j as u32, cut, min_w);
+            lanes[j] += *w;
         }
         let sum: f32 = lanes.iter().sum();
         block_sums.push(sum);
@@ -105,7 +123,7 @@ pub fn final_distribution(
     let Scratch {
         penalised,
         cands,
-        bucket,
+        top_p: top_p_scratch,
         history: hist_buf,
         weights,
         block_sums,
@@ -178,12 +196,13 @@ pub fn final_distribution(
     } else if params.top_p < 1.0 || params.min_p == 0.0 {
         // Dense form: every token's weight, then the top-p cut and min-p zero the rest.
         weights.resize(vocab, 0.0);
-        kernels::exp_shifted(x, max, inv_t, weights);
         *dense = true;
         *total = if params.top_p < 1.0 {
-            let cut = select::top_p_cut(x, weights, params.top_p, bucket);
+            let sums = kernels::exp_shifted_sums(x, max, inv_t, weights, top_p::HIST_MIN);
+            let cut = top_p::top_p_cut(x, weights, params.top_p, sums, top_p_scratch);
             apply_cut(x, weights, block_sums, &cut, min_w)
         } else {
+            kernels::exp_shifted(x, max, inv_t, weights);
             sum_blocks(weights, block_sums)
         };
         return Ok(());
