@@ -10,12 +10,12 @@ use std::sync::{Arc, Mutex, OnceLock};
 use pyo3::exceptions::{PyKeyError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
-use pyo3::types::{PyBytes, PyDict, PyList};
+use pyo3::types::{PyBytes, PyDict, PyList, PyString};
 use rayon::prelude::*;
 use rustc_hash::FxHashSet;
 
 use crate::tokenizer::stream::Utf8Stream;
-use crate::tokenizer::{load, Allowed, Encoding, Rules};
+use crate::tokenizer::{load, Allowed, Encoding, MergeCache, Rules};
 
 /// A byte-level BPE encoding (vocabulary, merges, split pattern, special tokens).
 #[pyclass(frozen, module = "gpt_hybrid._native", name = "Encoding")]
@@ -209,7 +209,7 @@ impl PyEncoding {
     fn encode_batch<'py>(
         &self,
         py: Python<'py>,
-        texts: Vec<String>,
+        texts: Vec<Bound<'py, PyString>>,
         allowed: Option<HashSet<String>>,
         disallowed: Option<HashSet<String>>,
         ordinary: bool,
@@ -217,42 +217,116 @@ impl PyEncoding {
     ) -> PyResult<Bound<'py, PyList>> {
         let allowed = self::allowed(allowed);
         let disallowed = disallowed.map(|d| self::allowed(Some(d)));
+        // Borrowed UTF-8 views of the Python strings (no copy; they live as long as `texts`).
+        let texts = texts
+            .iter()
+            .map(|t| t.to_str())
+            .collect::<PyResult<Vec<&str>>>()?;
         let enc = &self.inner;
-        let work = || -> Result<Vec<Vec<u32>>, BatchError> {
-            texts
-                .par_iter()
-                .map(|t| {
-                    if ordinary {
-                        return enc.encode_ordinary(t).map_err(BatchError::Core);
-                    }
-                    if let Some(d) = &disallowed {
-                        if let Some(tok) = enc.find_disallowed(t, d) {
-                            return Err(BatchError::Disallowed(tok));
-                        }
-                    }
-                    enc.encode(t, &allowed).map_err(BatchError::Core)
-                })
-                .collect()
+        let encode_one = |t: &str, cache: &mut MergeCache| -> Result<Vec<u32>, BatchError> {
+            if ordinary {
+                return enc
+                    .encode_ordinary_cached(t, cache)
+                    .map_err(BatchError::Core);
+            }
+            if let Some(d) = &disallowed {
+                if let Some(tok) = enc.find_disallowed(t, d) {
+                    return Err(BatchError::Disallowed(tok));
+                }
+            }
+            enc.encode_cached(t, &allowed, cache)
+                .map_err(BatchError::Core)
         };
         let pool = match num_threads {
             Some(0) => return Err(PyValueError::new_err("num_threads must be at least 1")),
             Some(n) => Some(pool(n)?),
             None => None,
         };
-        let out = py.detach(|| match pool {
-            Some(p) => p.install(work),
-            None => work(),
-        });
-        match out {
-            Ok(v) => {
-                let lists = v
-                    .iter()
-                    .map(|ids| self.to_list(py, ids))
-                    .collect::<PyResult<Vec<_>>>()?;
-                PyList::new(py, lists)
+        // Making the Python lists needs the GIL, so this thread does it while the pool goes on
+        // encoding: results stream back through a channel and are converted as they arrive.
+        // Converting after the whole batch was Amdahl's serial part (a tenth of the work).
+        let n = texts.len();
+        let mut lists: Vec<Option<Bound<'py, PyList>>> = (0..n).map(|_| None).collect();
+        let mut first_err: Option<(usize, BatchError)> = None;
+        // Results go back in chunks (a few per thread), not one message per text: a message
+        // costs a wake-up, and small texts would pay more for that than for encoding.
+        let threads = pool
+            .as_ref()
+            .map_or_else(rayon::current_num_threads, |p| p.current_num_threads());
+        let chunk = n.div_ceil(threads * 32).max(1);
+        let n_chunks = n.div_ceil(chunk);
+        type Item = (usize, Vec<Result<Vec<u32>, BatchError>>);
+        let (tx, rx) = std::sync::mpsc::channel::<Item>();
+        // One merge cache per worker thread for the whole call, so every text after the first
+        // few finds its common words merged already (a cache per rayon job started cold).
+        let caches: Vec<Mutex<MergeCache>> = (0..threads).map(|_| Mutex::default()).collect();
+        let produce = |tx: std::sync::mpsc::Sender<Item>| {
+            texts
+                .par_chunks(chunk)
+                .enumerate()
+                .for_each_with(tx, |tx, (c, ts)| {
+                    let slot = rayon::current_thread_index().unwrap_or(0) % threads;
+                    // Only this thread takes this lock; a poisoned one still holds a valid cache.
+                    let mut cache = caches[slot].lock().unwrap_or_else(|e| e.into_inner());
+                    let results = ts.iter().map(|t| encode_one(t, &mut cache)).collect();
+                    // The receiver outlives the scope, so a send cannot fail.
+                    let _ = tx.send((c * chunk, results));
+                });
+        };
+        let produce = &produce;
+        let mut receive = |rx: std::sync::mpsc::Receiver<Item>| -> PyResult<()> {
+            let mut rx = Some(rx);
+            for _ in 0..n_chunks {
+                // Take what is ready while holding the GIL; release it only to wait.
+                let ready = rx.as_ref().and_then(|r| r.try_recv().ok());
+                let got = match ready {
+                    Some(item) => Some(item),
+                    None => {
+                        let (back, got) = py.detach(move || match rx.take() {
+                            Some(r) => {
+                                let got = r.recv().ok();
+                                (Some(r), got)
+                            }
+                            None => (None, None),
+                        });
+                        rx = back;
+                        got
+                    }
+                };
+                let Some((start, results)) = got else { break };
+                for (i, result) in (start..).zip(results) {
+                    match result {
+                        // Once a text failed the call raises: skip converting the rest.
+                        Ok(ids) if first_err.is_none() => {
+                            lists[i] = Some(self.to_list(py, &ids)?);
+                        }
+                        Ok(_) => {}
+                        Err(e) => {
+                            if first_err.as_ref().is_none_or(|(j, _)| i < *j) {
+                                first_err = Some((i, e));
+                            }
+                        }
+                    }
+                }
             }
-            Err(BatchError::Core(e)) => Err(e.into()),
-            Err(BatchError::Disallowed(tok)) => Err(PyValueError::new_err(tok)),
+            Ok(())
+        };
+        // The scope waits for the encoding job; every result was received by then, so the wait
+        // is only the job's return (the GIL is held, but for microseconds).
+        match &pool {
+            Some(p) => p.in_place_scope(|s| {
+                s.spawn(move |_| produce(tx));
+                receive(rx)
+            })?,
+            None => rayon::in_place_scope(|s| {
+                s.spawn(move |_| produce(tx));
+                receive(rx)
+            })?,
+        }
+        match first_err {
+            Some((_, BatchError::Core(e))) => Err(e.into()),
+            Some((_, BatchError::Disallowed(tok))) => Err(PyValueError::new_err(tok)),
+            None => PyList::new(py, lists.into_iter().flatten()),
         }
     }
 

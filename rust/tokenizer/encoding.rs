@@ -14,6 +14,11 @@ const SLOW: u8 = u8::MAX;
 /// Merged short pieces (packed bytes → count, ids of at most 7 tokens) for one encode call.
 type PieceCache = FxHashMap<u128, (u8, [u32; 7])>;
 
+/// A merge cache that several encode calls on one thread share (a batch worker keeps one, so
+/// short texts don't each start cold). Only valid with the encoding that filled it.
+#[derive(Default)]
+pub struct MergeCache(PieceCache);
+
 /// Entries kept per call: bounds the memory a text of endless distinct pieces can take.
 const CACHE_LIMIT: usize = 1 << 16;
 
@@ -323,20 +328,32 @@ impl Encoding {
     /// Encodes `text` with no special-token handling (special texts become ordinary tokens).
     pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 1);
-        self.encode_ordinary_into(text, &mut out)?;
-        Ok(out)
-    }
-
-    fn encode_ordinary_into(&self, text: &str, out: &mut Vec<u32>) -> Result<()> {
         // Short texts rarely repeat a multi-token piece; allocating a cache would cost more.
         let limit = if text.len() >= CACHE_MIN_TEXT {
             CACHE_LIMIT
         } else {
             0
         };
-        let mut cache = PieceCache::default();
+        self.encode_ordinary_into(text, &mut out, &mut PieceCache::default(), limit)?;
+        Ok(out)
+    }
+
+    /// [`Self::encode_ordinary`] with a cache kept across calls (by a batch worker).
+    pub fn encode_ordinary_cached(&self, text: &str, cache: &mut MergeCache) -> Result<Vec<u32>> {
+        let mut out = Vec::with_capacity(text.len() / 4 + 1);
+        self.encode_ordinary_into(text, &mut out, &mut cache.0, CACHE_LIMIT)?;
+        Ok(out)
+    }
+
+    fn encode_ordinary_into(
+        &self,
+        text: &str,
+        out: &mut Vec<u32>,
+        cache: &mut PieceCache,
+        limit: usize,
+    ) -> Result<()> {
         self.pre.for_each_piece(text, |piece| {
-            self.encode_piece(piece.as_bytes(), out, &mut cache, limit)
+            self.encode_piece(piece.as_bytes(), out, cache, limit)
         })
     }
 
@@ -355,12 +372,42 @@ impl Encoding {
     /// Encodes `text`, turning the allowed special tokens into their ids and everything else
     /// into ordinary tokens (the caller checks for disallowed ones first).
     pub fn encode(&self, text: &str, allowed: &Allowed) -> Result<Vec<u32>> {
+        let limit = if text.len() >= CACHE_MIN_TEXT {
+            CACHE_LIMIT
+        } else {
+            0
+        };
+        self.encode_with(text, allowed, &mut PieceCache::default(), limit)
+    }
+
+    /// [`Self::encode`] with a cache kept across calls (by a batch worker).
+    pub fn encode_cached(
+        &self,
+        text: &str,
+        allowed: &Allowed,
+        cache: &mut MergeCache,
+    ) -> Result<Vec<u32>> {
+        self.encode_with(text, allowed, &mut cache.0, CACHE_LIMIT)
+    }
+
+    fn encode_with(
+        &self,
+        text: &str,
+        allowed: &Allowed,
+        cache: &mut PieceCache,
+        limit: usize,
+    ) -> Result<Vec<u32>> {
+        let ordinary = |cache: &mut PieceCache| {
+            let mut out = Vec::with_capacity(text.len() / 4 + 1);
+            self.encode_ordinary_into(text, &mut out, cache, limit)
+                .map(|()| out)
+        };
         let subset;
         let ac = match allowed {
-            Allowed::Some(set) if set.is_empty() => return self.encode_ordinary(text),
+            Allowed::Some(set) if set.is_empty() => return ordinary(cache),
             Allowed::All => match &self.specials_split {
                 Some(ac) => ac,
-                None => return self.encode_ordinary(text),
+                None => return ordinary(cache),
             },
             Allowed::Some(set) => {
                 let texts: Vec<&str> = set
@@ -369,7 +416,7 @@ impl Encoding {
                     .filter(|s| self.specials.contains_key(*s))
                     .collect();
                 if texts.is_empty() {
-                    return self.encode_ordinary(text);
+                    return ordinary(cache);
                 }
                 subset = AhoCorasick::builder()
                     .match_kind(MatchKind::LeftmostLongest)
@@ -381,13 +428,13 @@ impl Encoding {
         let mut out = Vec::with_capacity(text.len() / 4 + 1);
         let mut pos = 0;
         for m in ac.find_iter(text) {
-            self.encode_ordinary_into(&text[pos..m.start()], &mut out)?;
+            self.encode_ordinary_into(&text[pos..m.start()], &mut out, cache, limit)?;
             if let Some(&id) = self.specials.get(&text[m.start()..m.end()]) {
                 out.push(id);
             }
             pos = m.end();
         }
-        self.encode_ordinary_into(&text[pos..], &mut out)?;
+        self.encode_ordinary_into(&text[pos..], &mut out, cache, limit)?;
         Ok(out)
     }
 
@@ -466,6 +513,30 @@ mod tests {
         tokens.push((b" a".to_vec(), 258));
         let specials = vec![("<|end|>".to_string(), 300)];
         Encoding::new(tokens, Rules::Ranks, specials, "gpt2", "toy").unwrap()
+    }
+
+    #[test]
+    fn a_shared_cache_gives_the_ids_of_a_fresh_one() {
+        let e = toy();
+        let mut cache = MergeCache::default();
+        // Long enough texts that the per-call path caches too; repeated pieces hit the cache.
+        let texts = [
+            "abc ab ".repeat(700),
+            "ab<|end|>c abcab ".repeat(300),
+            " a ab abc".to_string(),
+        ];
+        for _ in 0..2 {
+            for t in &texts {
+                assert_eq!(
+                    e.encode_ordinary_cached(t, &mut cache).unwrap(),
+                    e.encode_ordinary(t).unwrap()
+                );
+                assert_eq!(
+                    e.encode_cached(t, &Allowed::All, &mut cache).unwrap(),
+                    e.encode(t, &Allowed::All).unwrap()
+                );
+            }
+        }
     }
 
     #[test]

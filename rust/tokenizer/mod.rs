@@ -16,4 +16,4 @@ pub mod load;
 pub mod pretokenize;
 pub mod stream;
 
-pub use encoding::{Allowed, Encoding, Rules};
+pub use encoding::{Allowed, Encoding, MergeCache, Rules};
