@@ -92,9 +92,7 @@ def main() -> None:
 
     rng = random.Random(0)
     for mode in range(8):
-        recs = b"".join(
-            struct.pack("<HB", rng.randrange(300), rng.randrange(4)) for _ in range(40)
-        )
+        recs = b"".join(struct.pack("<HB", rng.randrange(300), rng.randrange(4)) for _ in range(40))
         write("incremental_decoder", f"m{mode}", bytes([mode]) + recs)
 
     for i in range(16):

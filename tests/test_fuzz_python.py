@@ -125,6 +125,10 @@ def test_vocab_merges_loader(files: tuple[bytes, bytes], openai_names: bool) -> 
         assert tok.decode_single_token_bytes(i) == want
 
 
+# Split regexes of tokenizer.json: fine ones, and one that does not compile.
+REGEXES = ["\\S+|\\s+", "(", "\\p{L}+|\\p{N}+|[^\\p{L}\\p{N}]"]
+
+
 @st.composite
 def tokenizer_json(draw) -> bytes:
     """A tokenizer.json with its structure varied (model type, merges form, pre-tokenizer)."""
@@ -146,8 +150,7 @@ def tokenizer_json(draw) -> bytes:
                 {
                     "type": "Sequence",
                     "pretokenizers": [
-                        {"type": "Split", "pattern": {"Regex": draw(st.sampled_from(
-                            ["\\S+|\\s+", "(", "\\p{L}+|\\p{N}+|[^\\p{L}\\p{N}]"]))}},
+                        {"type": "Split", "pattern": {"Regex": draw(st.sampled_from(REGEXES))}},
                         {"type": "ByteLevel", "use_regex": False},
                     ],
                 },
@@ -338,7 +341,9 @@ def sampler_call(draw) -> tuple[np.ndarray, dict]:
         "step": draw(st.integers(0, 10)),
     }
     if draw(st.booleans()):
-        kw["history"] = [draw(st.lists(st.integers(-2, vocab + 2), max_size=6)) for _ in range(rows)]
+        kw["history"] = [
+            draw(st.lists(st.integers(-2, vocab + 2), max_size=6)) for _ in range(rows)
+        ]
     return logits, kw
 
 
@@ -375,7 +380,10 @@ def test_sample_arbitrary_floats_and_params(call: tuple[np.ndarray, dict], logpr
 def test_train_bpe_small_corpora(corpus, vocab_size, pattern, specials, min_frequency) -> None:
     try:
         tok = gh.train_bpe(
-            corpus, vocab_size, pattern=pattern, special_tokens=specials,
+            corpus,
+            vocab_size,
+            pattern=pattern,
+            special_tokens=specials,
             min_frequency=min_frequency,
         )
     except DOCUMENTED:
