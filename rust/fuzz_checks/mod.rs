@@ -17,8 +17,11 @@ pub use loaders::{check_tiktoken, check_tokenizer_json, check_vocab_merges};
 pub use sampler::check_sampler;
 pub use trainer::check_trainer;
 
+/// A check: panics when a property fails on the input.
+pub type Check = fn(&[u8]);
+
 /// Every target: its name (= the fuzz target and the regression corpus folder) and check.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Check)] = &[
     ("load_vocab_merges", check_vocab_merges),
     ("load_tokenizer_json", check_tokenizer_json),
     ("load_tiktoken", check_tiktoken),
