@@ -401,3 +401,12 @@ def test_train_bpe_small_corpora(corpus, vocab_size, pattern, specials, min_freq
         # A custom pattern drops the text between its matches (tiktoken's rule).
         if pattern in ("gpt2", "cl100k_base", "o200k_base"):
             assert tok.decode(ids) == text
+
+
+def test_huge_top_k_and_num_logprobs_mean_all_tokens() -> None:
+    # Found by test_sample_arbitrary_floats_and_params: both raised OverflowError.
+    x = np.array([[0.0, 1.0, 2.0]], np.float32)
+    assert gh.sample(x, temperature=0, top_k=2**64).tolist() == [2]
+    assert gh.probs(x, top_k=2**70).tolist() == gh.probs(x).tolist()
+    out = gh.sample(x, temperature=0, return_logprobs=True, num_logprobs=2**70)
+    assert out.top_token_ids.tolist() == [[2, 1, 0]]
