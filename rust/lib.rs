@@ -12,6 +12,10 @@ pub mod sampler;
 pub mod tokenizer;
 pub mod trainer;
 
+// Property checks for the fuzz targets and tests/fuzz_replay.rs (panics by design).
+#[doc(hidden)]
+pub mod fuzz_checks;
+
 #[cfg(feature = "python")]
 mod python;
 

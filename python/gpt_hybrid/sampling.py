@@ -154,6 +154,12 @@ def _check_u64(name: str, value: Any) -> int:
     return check_int(name, value, maximum=MAX_U64)
 
 
+def _check_top_k(name: str, value: Any) -> int:
+    # Any top_k at or above the vocabulary size keeps every token, so a huge one (found by
+    # tests/test_fuzz_python.py: 2**64 overflowed the uint64 column) means the same as MAX_U64.
+    return min(check_int(name, value), MAX_U64)
+
+
 def _check_rows(name: str, values: list[Any], check: Any) -> list[Any]:
     """Checks every entry, naming the row when the parameter was given per row."""
     if values and all(v is values[0] for v in values):
@@ -219,7 +225,7 @@ def _prepare(
     for col, name in enumerate(_FLOAT_PARAMS):
         floats[:, col] = _column(name, params[name], rows, check_float)
     ints = np.empty((rows, 4), np.uint64)
-    ints[:, 0] = _column("top_k", params["top_k"], rows, check_int)
+    ints[:, 0] = _column("top_k", params["top_k"], rows, _check_top_k)
     seed = params["seed"]
     if seed is None:
         ints[:, 1] = _seeds.draw(rows)
@@ -356,7 +362,8 @@ def sample(
         step=step,
         sequence=sequence,
     )
-    n_top = check_int("num_logprobs", num_logprobs)
+    # More alternatives than the vocabulary holds means all of them (and must not overflow).
+    n_top = min(check_int("num_logprobs", num_logprobs), MAX_U64)
     if n_top and not return_logprobs:
         raise ValueError("num_logprobs > 0 needs return_logprobs=True")
     x, floats, ints, ids, offsets = _prepare(logits, params, history)

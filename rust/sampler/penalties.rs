@@ -26,7 +26,9 @@ pub fn apply(logits: &mut [f32], history: &[u32], params: &RowParams, scratch: &
             count += 1;
             i += 1;
         }
-        if let Some(x) = logits.get_mut(token as usize) {
+        // Non-finite logits stay as they are: -inf (a masked token) is still -inf after any
+        // penalty (and -inf * 0 would be NaN), NaN and +inf are reported by the caller.
+        if let Some(x) = logits.get_mut(token as usize).filter(|x| x.is_finite()) {
             if params.repetition_penalty != 1.0 {
                 *x = if *x < 0.0 { *x * rep } else { *x / rep };
             }
@@ -34,7 +36,22 @@ pub fn apply(logits: &mut [f32], history: &[u32], params: &RowParams, scratch: &
             if additive != 0.0 {
                 *x = (f64::from(*x) - additive) as f32;
             }
+            if !x.is_finite() {
+                *x = saturate(*x);
+            }
         }
+    }
+}
+
+/// A finite logit the penalties pushed out of f32's range: a tiny penalty (or one below
+/// f32's smallest positive value, which rounds to 0) divides a large logit into +inf, or 0 by
+/// 0 into NaN. The user's logits and parameters are valid, so the result saturates to the
+/// largest finite value of that sign (0 stays 0) instead of failing as "contains +inf/NaN".
+fn saturate(x: f32) -> f32 {
+    if x.is_nan() {
+        0.0
+    } else {
+        x.clamp(-f32::MAX, f32::MAX)
     }
 }
 
@@ -63,5 +80,26 @@ mod tests {
         };
         apply(&mut x, &[2, 0, 2, 2], &p, &mut Vec::new());
         assert_eq!(x, vec![0.25, 1.0, -0.25]);
+    }
+
+    #[test]
+    fn extreme_penalties_saturate_instead_of_overflowing() {
+        // Found by the `sampler` fuzz target: repetition_penalty 1e-300 is valid, but as f32 it
+        // is 0, so 5 / 0 = +inf, 0 / 0 = NaN and -inf * 0 = NaN; the row then failed as
+        // "contains +inf" (or NaN) although the logits were fine.
+        let mut x = vec![5.0f32, 0.0, -3.0, f32::NEG_INFINITY, 1.0];
+        let p = RowParams {
+            repetition_penalty: 1e-300,
+            ..Default::default()
+        };
+        apply(&mut x, &[0, 1, 2, 3], &p, &mut Vec::new());
+        assert_eq!(x, vec![f32::MAX, 0.0, -0.0, f32::NEG_INFINITY, 1.0]);
+        let mut y = vec![3e38f32, -3e38];
+        let p = RowParams {
+            repetition_penalty: 1e-3,
+            ..Default::default()
+        };
+        apply(&mut y, &[0, 1], &p, &mut Vec::new());
+        assert_eq!(y, vec![f32::MAX, -3e38f32 * 1e-3f32]);
     }
 }

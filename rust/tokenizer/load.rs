@@ -293,6 +293,14 @@ pub fn from_tokenizer_json(path: &Path) -> Result<Encoding> {
         &format!("{file}: model.vocab"),
         &merges_file,
     )
+    .map_err(|e| match e {
+        // The split regex comes from the file: a bad one is bad file content, named as such.
+        Error::Value(msg) if !msg.starts_with(&file) => {
+            Error::Format(format!("{file}: pre_tokenizer: {msg}"))
+        }
+        Error::Value(msg) => Error::Format(msg),
+        other => other,
+    })
 }
 
 /// The split pattern a tokenizer.json pre_tokenizer implies (a ByteLevel step is required).
@@ -456,6 +464,29 @@ mod tests {
         );
         let e = from_tokenizer_json(&j).unwrap_err().to_string();
         assert!(e.contains("model.type \"WordPiece\""), "{e}");
+    }
+
+    #[test]
+    fn a_bad_split_regex_in_tokenizer_json_is_a_format_error_naming_the_file() {
+        // Found by the `load_tokenizer_json` fuzz target: the regex error said nothing of the
+        // file, and was a bad-argument error although the file is at fault.
+        let t = byte_level::byte_to_char();
+        let vocab: serde_json::Map<String, serde_json::Value> =
+            (0..256).map(|b| (t[b].to_string(), b.into())).collect();
+        let doc = serde_json::json!({
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": "("}},
+                {"type": "ByteLevel", "use_regex": false}]},
+            "model": {"type": "BPE", "vocab": vocab, "merges": []},
+        });
+        let j = tmp("bad_regex_tokenizer.json", doc.to_string().as_bytes());
+        let e = from_tokenizer_json(&j).unwrap_err();
+        let msg = e.to_string();
+        assert!(matches!(e, Error::Format(_)), "{e:?}");
+        assert!(
+            msg.contains("bad_regex_tokenizer.json: pre_tokenizer: invalid split pattern"),
+            "{msg}"
+        );
     }
 
     #[test]

@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target `codec`: the checks live in `gpt_hybrid::fuzz_checks` (shared with the replay test).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gpt_hybrid::fuzz_checks::check_codec(data));

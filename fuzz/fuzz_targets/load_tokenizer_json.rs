@@ -1,0 +1,4 @@
+#![no_main]
+//! Fuzz target `load_tokenizer_json`: the checks live in `gpt_hybrid::fuzz_checks` (shared with the replay test).
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| gpt_hybrid::fuzz_checks::check_tokenizer_json(data));
