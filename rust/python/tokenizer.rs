@@ -309,24 +309,19 @@ impl PyEncoding {
         };
         let produce = &produce;
         let mut receive = |rx: std::sync::mpsc::Receiver<Item>| -> PyResult<()> {
-            let mut rx = Some(rx);
+            // In a mutex only so that the waiting closure below may borrow it across threads.
+            let rx = Mutex::new(rx);
+            let recv = |wait: bool| {
+                let r = rx.lock().ok()?;
+                if wait {
+                    r.recv().ok()
+                } else {
+                    r.try_recv().ok()
+                }
+            };
             for _ in 0..n_chunks {
                 // Take what is ready while holding the GIL; release it only to wait.
-                let ready = rx.as_ref().and_then(|r| r.try_recv().ok());
-                let got = match ready {
-                    Some(item) => Some(item),
-                    None => {
-                        let (back, got) = py.detach(move || match rx.take() {
-                            Some(r) => {
-                                let got = r.recv().ok();
-                                (Some(r), got)
-                            }
-                            None => (None, None),
-                        });
-                        rx = back;
-                        got
-                    }
-                };
+                let got = recv(false).or_else(|| py.detach(|| recv(true)));
                 let Some((start, results)) = got else { break };
                 for (i, result) in (start..).zip(results) {
                     match result {
