@@ -135,10 +135,11 @@ pub fn top_p_prefix(weights: &[f32], top_p: f64) -> usize {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn lcg_row(n: usize, seed: u64) -> Vec<f32> {
+    /// A reproducible row of `n` values in [-10, 10) (an LCG, so tests need no rand crate).
+    pub(crate) fn lcg_row(n: usize, seed: u64) -> Vec<f32> {
         let mut s = seed;
         (0..n)
             .map(|_| {

@@ -253,19 +253,8 @@ fn rank_within_bucket(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sampler::select::tests::lcg_row;
     use crate::sampler::select::top_p_prefix;
-
-    fn lcg_row(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed;
-        (0..n)
-            .map(|_| {
-                s = s
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 20.0 - 10.0
-            })
-            .collect()
-    }
 
     #[test]
     fn top_p_cut_matches_sorting_the_row() {
