@@ -28,22 +28,16 @@ from typing import Any
 
 import numpy as np
 
+from gpt_hybrid.sampling_params import SamplingParams
+
 __all__ = ["GenerateCompletions", "require_ray", "SAMPLING_COLUMNS", "OUTPUT_COLUMNS"]
 
 #: Per-row columns read as sampling parameters (the fields of ``SamplingParams``), when present.
-SAMPLING_COLUMNS: tuple[str, ...] = (
-    "temperature",
-    "top_k",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "max_new_tokens",
-    "stop",
-    "stop_token_ids",
-    "ignore_eos",
+#: Not ``num_return_sequences`` or ``logprobs``: a row gives one completion, without logprobs.
+SAMPLING_COLUMNS: tuple[str, ...] = tuple(
+    f.name
+    for f in dataclasses.fields(SamplingParams)
+    if f.name not in ("num_return_sequences", "logprobs")
 )
 
 #: Columns added to every output batch.
@@ -144,7 +138,7 @@ class GenerateCompletions:
         truncation: bool = False,
         **sampling: Any,
     ) -> None:
-        from gpt_hybrid import Generator, SamplingParams
+        from gpt_hybrid import Generator
 
         # Kept so that an instance pickles as its recipe: it reloads the model where unpickled.
         self._init_kwargs: dict[str, Any] = {
