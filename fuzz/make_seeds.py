@@ -5,6 +5,7 @@ these seeds. The inputs follow the layouts documented in rust/fuzz_checks/*.rs.
 """
 
 import base64
+import importlib.util
 import json
 import random
 import struct
@@ -15,18 +16,17 @@ BAD = ROOT.parent / "tests" / "data" / "bad"
 
 
 def byte_table() -> list[str]:
-    """GPT-2's bytes_to_unicode, as a list indexed by byte."""
-    bs = list(range(ord("!"), ord("~") + 1))
-    bs += list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    table = dict(zip(bs, cs, strict=True))
-    return [chr(table[b]) for b in range(256)]
+    """GPT-2's bytes_to_unicode (the package's own), as a list indexed by byte.
+
+    Loaded from its file rather than imported: importing ``gpt_hybrid`` needs the compiled
+    extension, which fuzzing does not build.
+    """
+    path = ROOT.parent / "python" / "gpt_hybrid" / "tokenizer_files.py"
+    spec = importlib.util.spec_from_file_location("_tokenizer_files", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    table = module.bytes_to_unicode()
+    return [table[b] for b in range(256)]
 
 
 T = byte_table()
