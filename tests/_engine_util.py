@@ -10,9 +10,17 @@ import torch
 
 
 def make_hf_checkpoint(
-    directory: Path, seed: int = 0, logit_scale: float = 20.0, **config_kwargs
+    directory: Path,
+    seed: int = 0,
+    logit_scale: float = 20.0,
+    tokenizer_files: tuple[Path, Path] | None = None,
+    **config_kwargs,
 ) -> Path:
-    """Saves a randomly initialised HF ``GPT2LMHeadModel`` (safetensors) and returns the dir."""
+    """Saves a randomly initialised HF ``GPT2LMHeadModel`` (safetensors) and returns the dir.
+
+    ``tokenizer_files`` (GPT-2's encoder.json and vocab.bpe, the ``gpt2_files`` fixture) are
+    copied beside it as vocab.json and merges.txt, so that it loads as a ``Generator``.
+    """
     from transformers import GPT2Config, GPT2LMHeadModel
 
     torch.manual_seed(seed)
@@ -24,6 +32,10 @@ def make_hf_checkpoint(
     with torch.no_grad():
         model.lm_head.weight.mul_(logit_scale)
     model.save_pretrained(directory, safe_serialization=True)
+    if tokenizer_files is not None:
+        encoder, bpe = tokenizer_files
+        shutil.copy(encoder, Path(directory) / "vocab.json")
+        shutil.copy(bpe, Path(directory) / "merges.txt")
     return Path(directory)
 
 

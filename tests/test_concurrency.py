@@ -9,7 +9,6 @@ model, so these rounds really run native code in parallel.
 
 from __future__ import annotations
 
-import shutil
 import threading
 
 import gpt_hybrid as gh
@@ -36,6 +35,7 @@ def llm(tmp_path_factory, gpt2_files) -> gh.Generator:
     """A tiny random GPT-2 with GPT-2's real vocabulary, shared by every thread."""
     path = make_hf_checkpoint(
         tmp_path_factory.mktemp("conc"),
+        tokenizer_files=gpt2_files,
         seed=3,
         logit_scale=6.0,
         tie_word_embeddings=False,
@@ -45,9 +45,6 @@ def llm(tmp_path_factory, gpt2_files) -> gh.Generator:
         n_embd=32,
         n_head=2,
     )
-    encoder, bpe = gpt2_files
-    shutil.copy(encoder, path / "vocab.json")
-    shutil.copy(bpe, path / "merges.txt")
     return gh.Generator.from_pretrained(path, max_batch_size=4)
 
 

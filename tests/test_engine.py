@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import gpt_hybrid.generator as generator_module
@@ -31,8 +30,9 @@ TEXTS = [
 @pytest.fixture(scope="module")
 def ckpt(tmp_path_factory, gpt2_files) -> Path:
     """A tiny random GPT-2 with GPT-2's real vocabulary and tokenizer files beside it."""
-    path = make_hf_checkpoint(
+    return make_hf_checkpoint(
         tmp_path_factory.mktemp("engine"),
+        tokenizer_files=gpt2_files,
         seed=7,
         logit_scale=8.0,
         tie_word_embeddings=False,  # an lm_head of its own: varied text, no echo of the input
@@ -40,10 +40,6 @@ def ckpt(tmp_path_factory, gpt2_files) -> Path:
         n_positions=96,
         n_layer=2,
     )
-    encoder, bpe = gpt2_files
-    shutil.copy(encoder, path / "vocab.json")
-    shutil.copy(bpe, path / "merges.txt")
-    return path
 
 
 @pytest.fixture(scope="module")
