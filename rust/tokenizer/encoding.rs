@@ -25,6 +25,16 @@ const CACHE_LIMIT: usize = 1 << 16;
 /// Texts shorter than this encode without the merge cache.
 const CACHE_MIN_TEXT: usize = 4096;
 
+/// Entries a one-call cache may hold for `text`: none for short texts, which rarely repeat a
+/// multi-token piece (allocating a cache would cost more than it saves).
+fn call_cache_limit(text: &str) -> usize {
+    if text.len() >= CACHE_MIN_TEXT {
+        CACHE_LIMIT
+    } else {
+        0
+    }
+}
+
 /// Up to 15 bytes and their count in one integer (the count keeps "a" and "a\0" apart).
 #[inline(always)]
 fn pack(b: &[u8]) -> Option<u128> {
@@ -328,12 +338,7 @@ impl Encoding {
     /// Encodes `text` with no special-token handling (special texts become ordinary tokens).
     pub fn encode_ordinary(&self, text: &str) -> Result<Vec<u32>> {
         let mut out = Vec::with_capacity(text.len() / 4 + 1);
-        // Short texts rarely repeat a multi-token piece; allocating a cache would cost more.
-        let limit = if text.len() >= CACHE_MIN_TEXT {
-            CACHE_LIMIT
-        } else {
-            0
-        };
+        let limit = call_cache_limit(text);
         self.encode_ordinary_into(text, &mut out, &mut PieceCache::default(), limit)?;
         Ok(out)
     }
@@ -372,11 +377,7 @@ impl Encoding {
     /// Encodes `text`, turning the allowed special tokens into their ids and everything else
     /// into ordinary tokens (the caller checks for disallowed ones first).
     pub fn encode(&self, text: &str, allowed: &Allowed) -> Result<Vec<u32>> {
-        let limit = if text.len() >= CACHE_MIN_TEXT {
-            CACHE_LIMIT
-        } else {
-            0
-        };
+        let limit = call_cache_limit(text);
         self.encode_with(text, allowed, &mut PieceCache::default(), limit)
     }
 
