@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import re
 import threading
 from pathlib import Path
 
@@ -189,6 +190,44 @@ def test_batches_equal_single_calls(tok):
     assert tok.encode_ordinary_batch(specials) == [tok.encode_ordinary(specials[0])]
     with pytest.raises(ValueError, match="num_threads"):
         tok.encode_batch(texts, num_threads=0)
+
+
+def test_batch_in_many_work_units_equals_single_calls(tok):
+    """Thousands of small texts and a few large ones (work units of whole texts, ~12 KB each),
+    on 1-3 threads: the same lists, in order, as one call per text."""
+    small = [PARAGRAPHS[i % len(PARAGRAPHS)][: 1 + i % 60] for i in range(3000)]
+    large = ["".join(PARAGRAPHS) * (50 + i) for i in range(4)]
+    texts = small[:1500] + large[:2] + [""] * 5 + small[1500:] + large[2:]
+    want = [tok.encode_ordinary(t) for t in texts]
+    for threads in (1, 2, 3):
+        assert tok.encode_ordinary_batch(texts, num_threads=threads) == want
+
+
+def test_batch_reports_the_first_text_with_a_disallowed_special():
+    """Work units finish out of order; the error is still that of the first bad text."""
+    specials = {"<|a|>": 256, "<|b|>": 257}
+    tok = gh.Tokenizer.from_ranks({bytes([b]): b for b in range(256)}, special_tokens=specials)
+    texts = ["plain text, " * 100] * 400
+    texts[150] = "first <|a|> bad"
+    texts[151:] = ["later <|b|> bad"] * (len(texts) - 151)
+    for threads in (1, 2, 3):
+        for _ in range(5):
+            with pytest.raises(ValueError, match=re.escape("<|a|>")):
+                tok.encode_batch(texts, num_threads=threads)
+
+
+def test_id_lists_are_not_tracked_by_the_cyclic_gc(tok):
+    """Lists of ints cannot form cycles; untracked, a big batch sets off no GC passes over them,
+    and they still behave as ordinary lists."""
+    import gc
+
+    ids = tok.encode(PARAGRAPHS[0])
+    batch = tok.encode_ordinary_batch(PARAGRAPHS)
+    assert not gc.is_tracked(ids)
+    assert not any(gc.is_tracked(b) for b in batch)
+    assert gc.is_tracked(batch)  # the outer list holds lists: left to the GC as usual
+    ids.append(7)
+    assert ids[-1] == 7 and ids[:-1] == tok.encode(PARAGRAPHS[0])
 
 
 def test_threads_share_one_tokenizer(tok):

@@ -234,7 +234,11 @@ HYPOTHESIS = settings(
 @HYPOTHESIS
 @given(text=texts)
 def test_generated_text(vocab: Vocab, text: str) -> None:
-    ids = check_text(vocab, text, hf_ids(vocab, [text])[0])
+    # HF always splits out its added tokens (even with add_special_tokens=False), so it is the
+    # peer only for text without one; Hypothesis does draw "<|endoftext|>", a string constant
+    # it finds in the code. tiktoken's encode_ordinary is compared on every text.
+    has_special = any(s in text for s in util.SPECIAL_TOKENS[vocab.name])
+    ids = check_text(vocab, text, None if has_special else hf_ids(vocab, [text])[0])
     assert ids == ref.encode_ordinary(text, vocab.ranks, ref.PATTERNS[vocab.name])
     assert vocab.ours.encode(text, disallowed_special=()) == ids
     assert vocab.ours.encode_ordinary_batch([text, text], num_threads=2) == [ids, ids]

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 
+mod batch;
 mod sampler;
 mod tokenizer;
 mod trainer;
