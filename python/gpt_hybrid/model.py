@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .linear import Linear
+
 # Activations accepted in ``config.activation_function``, with HF's meaning for each name.
 # "gelu_new"/"gelu_fast"/"gelu_pytorch_tanh" are all the tanh approximation (equal within 1e-6).
 ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
@@ -174,8 +176,8 @@ class CausalSelfAttention(nn.Module):
         self.layer_idx = layer_idx
         self.n_head = config.n_head
         self.head_dim = config.head_dim
-        self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd)
-        self.c_proj = nn.Linear(config.n_embd, config.n_embd)
+        self.c_attn = Linear(config.n_embd, 3 * config.n_embd)
+        self.c_proj = Linear(config.n_embd, config.n_embd)
         self.resid_dropout = nn.Dropout(config.resid_pdrop)
         self.attn_pdrop = config.attn_pdrop
         scale = 1.0
@@ -282,9 +284,9 @@ class MLP(nn.Module):
 
     def __init__(self, config: GPT2Config) -> None:
         super().__init__()
-        self.c_fc = nn.Linear(config.n_embd, config.inner_dim)
+        self.c_fc = Linear(config.n_embd, config.inner_dim)
         self.act = ACTIVATIONS[config.activation_function]
-        self.c_proj = nn.Linear(config.inner_dim, config.n_embd)
+        self.c_proj = Linear(config.inner_dim, config.n_embd)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -341,7 +343,7 @@ class GPT2(nn.Module):
                 ln_f=nn.LayerNorm(config.n_embd, eps=config.layer_norm_epsilon),
             )
         )
-        self.lm_head = nn.Linear(config.n_embd, config.vocab_size, bias=False)
+        self.lm_head = Linear(config.n_embd, config.vocab_size, bias=False)
         if config.tie_word_embeddings:
             self.lm_head.weight = self.transformer.wte.weight
         if self.transformer.wte.weight.device.type != "meta":

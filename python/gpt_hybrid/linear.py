@@ -1,0 +1,156 @@
+"""``Linear``: ``nn.Linear`` whose float32 CPU matmuls go to oneDNN instead of MKL.
+
+On AMD CPUs MKL's SGEMM takes its AVX2 path, while oneDNN uses AVX-512. Measured on this
+project's Zen machine, one thread, GPT-2-small shapes with our weight layout (the checkpoint's
+``[in, out]`` tensors viewed as ``[out, in]``): at 32 rows ``F.linear`` (MKL) runs at 95-100
+GFLOP/s and oneDNN at 220-235; at 4-8 rows 45-70 against 115-195. At one row MKL's GEMV is as
+fast or faster, so it keeps that case. oneDNN's results are bitwise the same for a row whether
+the batch has 2 rows or 128 (checked for every GPT-2 shape, 1 and 2 threads), which the
+batch-invariant engine relies on; MKL has three regimes (1, 2-3, >= 4 rows).
+
+Everything else stays ``F.linear``: other dtypes (bfloat16 already goes to oneDNN inside
+torch; float16 has no oneDNN kernel here), other devices, and any call that needs a gradient
+(the oneDNN op has no autograd formula).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_onednn_ok: bool | None = None
+
+
+def onednn_available() -> bool:
+    """Whether float32 CPU matmuls can go to oneDNN in this torch build (checked once).
+
+    >>> isinstance(onednn_available(), bool)
+    True
+    """
+    global _onednn_ok
+    if _onednn_ok is None:
+        _onednn_ok = False
+        if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise"):
+            try:
+                x, w = torch.ones(2, 3), torch.ones(4, 3)
+                y = torch.ops.mkldnn._linear_pointwise(x, w, None, "none", [], "")
+                _onednn_ok = bool(torch.equal(y, torch.full((2, 4), 3.0)))
+            except RuntimeError:
+                pass
+    return _onednn_ok
+
+
+def _fast_path(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    """Whether this call may go to oneDNN: float32 on the CPU, 2+ rows, no gradient needed."""
+    return (
+        x.dtype == torch.float32
+        and weight.dtype == torch.float32
+        and x.device.type == "cpu"
+        and weight.device.type == "cpu"
+        and x.numel() >= 2 * x.shape[-1] > 0
+        and not (torch.is_grad_enabled() and _needs_grad(x, weight, bias))
+        and torch.backends.mkldnn.enabled
+        and onednn_available()
+    )
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``F.linear(x, weight, bias)``, through oneDNN where that is faster and exact to use.
+
+    >>> x, w = torch.ones(4, 3), torch.ones(2, 3)
+    >>> linear(x, w, None).tolist() == F.linear(x, w).tolist()
+    True
+    """
+    if _fast_path(x, weight, bias):
+        return _onednn_linear(x, weight, bias)
+    return F.linear(x, weight, bias)
+
+
+def padded_rows(m: int) -> int:
+    """The row count a ``m``-row matmul is run at: ``m`` up to 32, then rounded up to 8 steps
+    per power of two (at most 1/8 of the rows wasted).
+
+    oneDNN builds and caches a kernel per shape; prefill sizes vary with every prompt mix, and
+    without this a long job's memory grew by 12 MB per 1,000 prompts.
+
+    >>> [padded_rows(m) for m in (1, 32, 33, 100, 1000)]
+    [1, 32, 36, 104, 1024]
+    """
+    if m <= 32:
+        return m
+    step = 1 << (m.bit_length() - 4)
+    return -(-m // step) * step
+
+
+def _onednn_linear(
+    x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None
+) -> torch.Tensor:
+    rows = x.reshape(-1, x.shape[-1])
+    m = rows.shape[0]
+    padded = padded_rows(m)
+    if padded != m:
+        # Extra zero rows: oneDNN's result for a row does not depend on the other rows.
+        rows = torch.cat([rows, rows.new_zeros(padded - m, rows.shape[1])])
+    y = torch.ops.mkldnn._linear_pointwise(rows, weight, bias, "none", [], "")
+    return y[:m].reshape(*x.shape[:-1], y.shape[-1])
+
+
+def _needs_grad(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> bool:
+    return x.requires_grad or weight.requires_grad or (bias is not None and bias.requires_grad)
+
+
+def _stamp(w: torch.Tensor) -> tuple[Any, ...] | None:
+    """What identifies the values of ``w``: storage, in-place version, dtype, device, shape."""
+    try:
+        return (w.data_ptr(), w._version, w.dtype, w.device, tuple(w.shape))
+    except RuntimeError:  # an inference-mode tensor has no version counter
+        return None
+
+
+class Linear(nn.Linear):
+    """``nn.Linear`` (same parameters and state dict) whose forward is :func:`linear`.
+
+    :meth:`pack` adds a copy of the weight in oneDNN's blocked layout, used for float32
+    matmuls of 2+ rows while the weight is unchanged.
+
+    >>> layer = Linear(3, 2)
+    >>> with torch.no_grad():
+    ...     torch.allclose(layer(torch.ones(4, 3)), torch.ones(4, 3) @ layer.weight.T + layer.bias)
+    True
+    """
+
+    _packed: tuple[torch.Tensor, tuple[Any, ...]] | None = None
+
+    def pack(self) -> bool:
+        """Keeps a blocked copy of a float32 CPU weight (same size again); False if not used.
+
+        Worth it for a weight stored ``[out, in]``, like the LM head tied to ``wte``: at 32
+        rows oneDNN runs GPT-2's ``[50257, 768]`` head at ~130 GFLOP/s on the plain tensor and
+        ~180 on the blocked copy. (The transformer blocks' ``[in, out]`` views need no copy:
+        ~230 either way.) The copy is dropped as soon as the weight is replaced, modified in
+        place, or moved.
+
+        >>> layer = Linear(3, 2)
+        >>> layer.pack() == onednn_available()
+        True
+        """
+        w, stamp = self.weight, _stamp(self.weight)
+        self._packed = None
+        if stamp is None or w.dtype != torch.float32 or w.device.type != "cpu":
+            return False
+        if not onednn_available():
+            return False
+        with torch.no_grad():
+            self._packed = (torch.ops.mkldnn._reorder_linear_weight(w.detach(), 32), stamp)
+        return True
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self._packed
+        if packed is not None and packed[1] != _stamp(self.weight):
+            self._packed = packed = None  # stale: the weight changed since pack()
+        if packed is not None and _fast_path(x, self.weight, self.bias):
+            return _onednn_linear(x, packed[0], self.bias)
+        return linear(x, self.weight, self.bias)

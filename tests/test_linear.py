@@ -1,0 +1,108 @@
+"""``gpt_hybrid.linear``: float32 CPU matmuls through oneDNN, checked against ``F.linear``.
+
+The fast path must give F.linear's results (to float32 rounding), a row's result must not
+depend on how many other rows share the call (the batch-invariant engine relies on it), and
+every case it does not cover (one row, a gradient, other dtypes, a modified weight) must fall
+back to F.linear.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from gpt_hybrid.linear import Linear, linear, onednn_available, padded_rows
+
+needs_onednn = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
+
+
+def weights(k: int, n: int, layout: str, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    if layout == "view":  # the checkpoint's [in, out] tensor viewed as [out, in], as loaded
+        return (torch.randn(k, n, generator=g) * 0.05).t()
+    return torch.randn(n, k, generator=g) * 0.05
+
+
+@pytest.mark.parametrize("layout", ["view", "contiguous"])
+@pytest.mark.parametrize("rows", [1, 2, 3, 4, 17, 32, 33, 100, 257])
+def test_equals_f_linear(layout: str, rows: int) -> None:
+    w = weights(96, 200, layout)
+    b = torch.randn(200)
+    x = torch.randn(rows, 96)
+    with torch.no_grad():
+        got, want = linear(x, w, b), F.linear(x, w, b)
+    assert got.shape == want.shape == (rows, 200)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(linear(x, w, None), F.linear(x, w), rtol=1e-5, atol=1e-5)
+
+
+def test_three_dimensional_input() -> None:
+    w, x = weights(64, 80, "view"), torch.randn(3, 7, 64)
+    got = linear(x, w, None)
+    assert got.shape == (3, 7, 80)
+    torch.testing.assert_close(got, F.linear(x, w), rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(got.reshape(21, 80), linear(x.reshape(21, 64), w, None))
+
+
+@needs_onednn
+@pytest.mark.parametrize("layout", ["view", "contiguous"])
+def test_a_row_does_not_depend_on_the_batch(layout: str) -> None:
+    """Row 0 and the last row, bit for bit, whatever the batch height from 2 rows to 130
+    (heights above 32 are padded: the padding must not change a row either)."""
+    w = weights(768, 384, layout)
+    x = torch.randn(130, 768)
+    first = linear(x[:2], w, None)[0]
+    for rows in [3, 4, 5, 8, 16, 31, 32, 33, 47, 64, 100, 130]:
+        y = linear(x[:rows], w, None)
+        assert torch.equal(y[0], first), rows
+        assert torch.equal(y[rows - 1], linear(x[rows - 2 : rows], w, None)[1]), rows
+
+
+def test_padded_rows_bounds_the_shapes_and_the_waste() -> None:
+    padded = [padded_rows(m) for m in range(1, 4097)]
+    assert padded[:32] == list(range(1, 33))
+    assert all(p >= m and (p - m) / m <= 1 / 8 for m, p in enumerate(padded, start=1))
+    assert len(set(padded)) <= 32 + 8 * 7  # exact up to 32, then 8 per doubling
+
+
+def test_gradients_take_the_autograd_path() -> None:
+    """The oneDNN op has no backward; with a gradient wanted, F.linear runs instead."""
+    layer = Linear(16, 8)
+    x = torch.randn(5, 16, requires_grad=True)
+    layer(x).square().sum().backward()
+    ref = Linear(16, 8)
+    ref.load_state_dict(layer.state_dict())
+    x2 = x.detach().clone().requires_grad_(True)
+    F.linear(x2, ref.weight, ref.bias).square().sum().backward()
+    assert x.grad is not None and layer.weight.grad is not None
+    torch.testing.assert_close(x.grad, x2.grad)
+    torch.testing.assert_close(layer.weight.grad, ref.weight.grad)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float64])
+def test_other_dtypes_equal_f_linear(dtype: torch.dtype) -> None:
+    w, x = weights(32, 24, "view").to(dtype), torch.randn(6, 32).to(dtype)
+    with torch.no_grad():
+        assert torch.equal(linear(x, w, None), F.linear(x, w))
+
+
+@needs_onednn
+def test_packed_weight_equals_the_plain_one_and_goes_stale() -> None:
+    layer = Linear(768, 1000, bias=False)
+    x = torch.randn(32, 768)
+    with torch.no_grad():
+        plain = layer(x)
+        assert layer.pack()
+        packed = layer(x)
+        torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
+        # One row still goes to F.linear, packed or not.
+        assert torch.equal(layer(x[:1]), F.linear(x[:1], layer.weight))
+        layer.weight.mul_(2.0)  # in place: the blocked copy is now stale and must not be used
+        torch.testing.assert_close(layer(x), 2 * plain, rtol=1e-5, atol=1e-5)
+    assert layer._packed is None
+
+
+def test_pack_refuses_what_it_cannot_use() -> None:
+    layer = Linear(8, 4).to(torch.bfloat16)
+    assert not layer.pack()
+    assert layer._packed is None
