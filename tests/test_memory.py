@@ -11,7 +11,8 @@ kind of leak:
   by a handful at most (measured: 0). One object kept per ``generate`` call would add 20 over
   the 1,000 post-warm-up prompts, one per prompt 1,000; the bound is 10.
 * **RSS** — noisy: the allocator keeps or returns freed blocks as it likes, so RSS swings by
-  about 10 MB between samples on a flat job (measured: 726-738 MB over 10,000 prompts). The
+  about 10 MB between samples on a flat job (measured: 726-738 MB over 10,000 prompts with
+  MKL matmuls; with oneDNN's kernels ~130 MB higher, and as flat once they are built). The
   median of the last three samples may exceed that of the first three post-warm-up ones by at
   most 16 MB. Leaks that matter in a job of hours are larger than that within 1,000 prompts:
   a logits buffer kept per decode step (>= 150 MB here), a KV cache kept per run (~8 MB each,
