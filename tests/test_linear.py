@@ -95,11 +95,42 @@ def test_packed_weight_equals_the_plain_one_and_goes_stale() -> None:
         assert layer.pack()
         packed = layer(x)
         torch.testing.assert_close(packed, plain, rtol=1e-5, atol=1e-5)
-        # One row still goes to F.linear, packed or not.
-        assert torch.equal(layer(x[:1]), F.linear(x[:1], layer.weight))
+        # Packed, one row goes to oneDNN too, with the bits it has in any batch.
+        one = layer(x[:1])
+        assert torch.equal(one[0], packed[0])
+        torch.testing.assert_close(one, F.linear(x[:1], layer.weight), rtol=1e-5, atol=1e-5)
+        assert layer.pack()  # again: keeps the copy it has
         layer.weight.mul_(2.0)  # in place: the blocked copy is now stale and must not be used
         torch.testing.assert_close(layer(x), 2 * plain, rtol=1e-5, atol=1e-5)
     assert layer._packed is None
+
+
+@needs_onednn
+def test_pack_model_releases_the_checkpoint_pages_and_keeps_the_values(tmp_path) -> None:
+    """Weights mapped from a safetensors file: packed, their pages go back to the kernel
+    (RSS drops), and the parameters still read the same values (faulted back in)."""
+    from gpt_hybrid.linear import pack_model
+    from safetensors.torch import load_file, save_file
+
+    save_file({"w": torch.randn(4096, 1024) * 0.05}, tmp_path / "w.safetensors")
+    model = torch.nn.Sequential(Linear(1024, 4096, bias=False))
+    weight = load_file(tmp_path / "w.safetensors")["w"]  # memory-mapped, like the loader's
+    model[0].weight = torch.nn.Parameter(weight, requires_grad=False)
+    expected = weight.clone()
+    x = torch.randn(3, 1024)
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    _ = float(weight.sum())  # make its 16 MB resident
+    before = rss_mb()
+    assert pack_model(model) == 1
+    after = rss_mb()
+    assert after < before + 8, (before, after)  # +16 MB blocked copy, -16 MB of file pages
+    assert torch.equal(model[0].weight, expected)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), F.linear(x, expected), rtol=1e-5, atol=1e-5)
 
 
 def test_pack_refuses_what_it_cannot_use() -> None:
