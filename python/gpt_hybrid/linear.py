@@ -173,9 +173,17 @@ def pack_model(model: nn.Module, release: bool = True) -> int:
     """
     from gpt_hybrid.pages import release_file_pages
 
-    packed = [m for m in model.modules() if isinstance(m, Linear) and m.pack()]
+    packed = []
+    for m in model.modules():
+        if isinstance(m, Linear) and m.pack():
+            packed.append(m.weight)
+            if release:
+                # One weight at a time, so that the peak is the copies plus one original, not
+                # both models.
+                release_file_pages([m.weight])
     if release and packed:
-        # The tied LM head shares wte with the embedding, which reads a few rows per step:
-        # those few pages come back, the rest stay out.
-        release_file_pages([m.weight for m in packed])
+        # Again for all: reading one weight maps some pages of its neighbours in the file
+        # (fault-around). (The tied LM head shares wte with the embedding, which reads a few
+        # rows per step: those pages come back, the rest stay out.)
+        release_file_pages(packed)
     return len(packed)
