@@ -10,7 +10,7 @@ For each case and batch size it times, on the same logits in the same run:
 
 Medians of wall time and of process CPU time (all threads) are printed, with the ratios and
 the targets of issue 3. Run: ``PYTHONPATH=python python bench/bench_sampler.py [--quick]
-[--torch-threads 1]``; ``RAYON_NUM_THREADS`` sets our thread count.
+[--torch-threads 1] [--batches 1,8] [--vocabs 50257]``; ``RAYON_NUM_THREADS`` sets our thread count.
 """
 
 from __future__ import annotations
@@ -146,12 +146,18 @@ def main() -> None:
         help="torch intra-op threads for the peers (default: torch's own choice); on a shared, "
         "loaded machine OpenMP's spin-waiting can inflate torch's times, and 1 avoids it",
     )
+    ap.add_argument("--batches", help="comma-separated batch sizes (default 1,8,32,128)")
+    ap.add_argument("--vocabs", help="comma-separated vocabulary sizes (default 50257,128256)")
     args = ap.parse_args()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     sizes = [(b, 50257) for b in (1, 8, 32, 128)] + [(b, 128256) for b in (1, 8, 32)]
     if args.quick:
         sizes = [(1, 50257), (32, 50257), (32, 128256)]
+    if args.batches or args.vocabs:
+        batches = [int(b) for b in (args.batches or "1,8,32,128").split(",")]
+        vocabs = [int(v) for v in (args.vocabs or "50257,128256").split(",")]
+        sizes = [(b, v) for v in vocabs for b in batches]
     print(machine())
     rng = np.random.default_rng(0)
     header = (
