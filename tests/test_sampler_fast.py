@@ -154,9 +154,26 @@ def test_anything_unusual_takes_the_general_path(spy: list[int], args: dict) -> 
 
 def test_logits_other_than_float32_c_arrays_take_the_general_path(spy: list[int]) -> None:
     x = rows_of("random", 2, 50, np.random.default_rng(6))
-    for logits in (x.astype(np.float64), x[:, ::2], torch.from_numpy(x), x.astype(">f4")):
+    t = torch.from_numpy(x)
+    for logits in (
+        x.astype(np.float64),
+        x[:, ::2],
+        x.astype(">f4"),
+        t.half(),
+        t.T.contiguous().T,
+        torch.nn.Parameter(t),
+    ):
         gh.sample(logits, seed=1)
     assert spy == []
+
+
+def test_cpu_float32_tensors_take_the_fast_path(spy: list[int]) -> None:
+    x = rows_of("random", 3, 500, np.random.default_rng(7))
+    t = torch.from_numpy(x.copy())
+    for logits in (t, t.clone().requires_grad_(True), t[1:], torch.from_numpy(x[:, 10:20].copy())):
+        want = general(logits.detach().numpy(), seed=5, top_k=20, top_p=0.9)
+        np.testing.assert_array_equal(gh.sample(logits, seed=5, top_k=20, top_p=0.9), want)
+    assert len(spy) == 4
 
 
 def test_unusual_logits_give_the_same_ids_as_their_float32_copy() -> None:

@@ -237,17 +237,24 @@ def _sample_scalar(
 ) -> np.ndarray | None:
     """``sample``'s common call, or None when it is not one (the general path then runs).
 
-    The common call: C-contiguous float32 ``[B, V]`` numpy logits and plain Python scalars
-    already in range, no history, no logprobs. At batch 1 the general path's parameter
-    matrices cost more than the kernel; this one passes the scalars as they are. Anything
-    unusual (a wrong type or value included) goes to the general path, so that errors are
-    raised, with the same messages, in one place only.
+    The common call: C-contiguous float32 ``[B, V]`` logits (a numpy array or a CPU torch
+    tensor) and plain Python scalars already in range, no history, no logprobs. At batch 1
+    the general path's parameter matrices cost more than the kernel; this one passes the
+    scalars as they are. Anything unusual (a wrong type or value included) goes to the
+    general path, so that errors are raised, with the same messages, in one place only.
     """
+    if type(logits) is not np.ndarray:
+        torch = sys.modules.get("torch")
+        if torch is None or type(logits) is not torch.Tensor:
+            return None
+        if not (logits.dtype is torch.float32 and logits.is_cpu):
+            return None
+        # A view of the tensor's memory, as in _as_logits (detach costs more than the check).
+        logits = (logits.detach() if logits.requires_grad else logits).numpy()
     # Exact types: bool, numpy scalars and subclasses take the general path. The chained
     # comparisons reject NaN, and ints too large for a float, as check_float's range does.
     if not (
-        type(logits) is np.ndarray
-        and logits.dtype is _F32
+        logits.dtype is _F32
         and logits.ndim == 2
         and logits.shape[1] > 0
         and logits.flags.c_contiguous
