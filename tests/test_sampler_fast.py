@@ -16,6 +16,8 @@ import torch
 from gpt_hybrid import _native
 from gpt_hybrid import sampling as S
 from gpt_hybrid.sampling_params import MAX_U64
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 NEUTRAL = dict(
     temperature=1.0,
@@ -253,3 +255,52 @@ def test_the_seed_stream_is_numpys_full_range_integers() -> None:
     )
     assert got.dtype == np.uint64
     np.testing.assert_array_equal(got, want)
+
+
+scalar = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-3, 3),
+    st.integers(-3, 3),
+    st.integers(2**62, 2**70),
+    st.sampled_from([0, 1, 0.0, 1.0, True, None, 10**400]),
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    values=st.lists(
+        st.one_of(st.integers(-40, 40).map(lambda v: v / 8), st.floats(width=32)),
+        min_size=1,
+        max_size=60,
+    ),
+    rows=st.integers(0, 3),
+    kw=st.fixed_dictionaries(
+        {},
+        optional={
+            "temperature": scalar,
+            "top_k": scalar,
+            "top_p": scalar,
+            "min_p": scalar,
+            "repetition_penalty": scalar,
+            "presence_penalty": scalar,
+            "frequency_penalty": scalar,
+            "seed": scalar,
+            "step": scalar,
+            "sequence": scalar,
+        },
+    ),
+)
+def test_arbitrary_scalars_give_what_the_general_path_gives(
+    values: list[float], rows: int, kw: dict
+) -> None:
+    # Same ids, or the same exception with the same message, for any scalar arguments.
+    x = np.array(values * max(rows, 1), np.float32).reshape(max(rows, 1), len(values))[:rows]
+    outcomes = []
+    for fn in (gh.sample, general):
+        gh.manual_seed(17)
+        try:
+            outcomes.append(fn(x, **kw).tolist())
+        except Exception as e:  # any exception must be the general path's
+            outcomes.append((type(e), str(e)))
+        outcomes.append(S._seeds.draw(1).tolist())
+    assert outcomes[:2] == outcomes[2:]
