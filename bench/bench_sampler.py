@@ -10,7 +10,7 @@ For each case and batch size it times, on the same logits in the same run:
 
 Medians of wall time and of process CPU time (all threads) are printed, with the ratios and
 the targets of issue 3. Run: ``PYTHONPATH=python python bench/bench_sampler.py [--quick]
-[--torch-threads 1]``; ``RAYON_NUM_THREADS`` sets our thread count.
+[--torch-threads 1] [--batches 1,8] [--vocabs 50257]``; ``RAYON_NUM_THREADS`` sets our thread count.
 """
 
 from __future__ import annotations
@@ -119,6 +119,30 @@ def timed(fn: Callable[[], object], budget_s: float, min_reps: int) -> tuple[flo
     return statistics.median(walls), statistics.median(cpus)
 
 
+def exp_bound(sizes: list[tuple[int, int]], budget_s: float) -> None:
+    """What exact top-p costs at least: every logit must be exponentiated (the mass of each
+    token decides where the cut falls), so one vectorised ``exp(x - max)`` pass over the row,
+    after the max pass, is a lower bound. Timed with numpy (SIMD exp, preallocated output)
+    against the floor, on the same arrays as the table."""
+    print("\ntop-p lower bound: max pass + one numpy exp(x - max) pass, against the floor")
+    rng = np.random.default_rng(1)
+    for b, v in sizes:
+        x = lm_like_logits(rng, b, v)
+        buf = np.empty_like(x)
+
+        def max_and_exp(x: np.ndarray = x, buf: np.ndarray = buf) -> None:
+            np.subtract(x, x.max(axis=1, keepdims=True), out=buf)
+            np.exp(buf, out=buf)
+
+        bound = timed(max_and_exp, budget_s, 5)[0]
+        floor = timed(lambda x=x: x.max(axis=1), budget_s, 5)[0]
+        print(
+            f"B={b:<4} V={v:<6} max+exp {bound:7.3f} ms  floor {floor:6.3f} ms  "
+            f"= {bound / floor:4.1f}x the floor",
+            flush=True,
+        )
+
+
 def machine() -> str:
     model = platform.processor() or "?"
     try:
@@ -146,12 +170,18 @@ def main() -> None:
         help="torch intra-op threads for the peers (default: torch's own choice); on a shared, "
         "loaded machine OpenMP's spin-waiting can inflate torch's times, and 1 avoids it",
     )
+    ap.add_argument("--batches", help="comma-separated batch sizes (default 1,8,32,128)")
+    ap.add_argument("--vocabs", help="comma-separated vocabulary sizes (default 50257,128256)")
     args = ap.parse_args()
     if args.torch_threads:
         torch.set_num_threads(args.torch_threads)
     sizes = [(b, 50257) for b in (1, 8, 32, 128)] + [(b, 128256) for b in (1, 8, 32)]
     if args.quick:
         sizes = [(1, 50257), (32, 50257), (32, 128256)]
+    if args.batches or args.vocabs:
+        batches = [int(b) for b in (args.batches or "1,8,32,128").split(",")]
+        vocabs = [int(v) for v in (args.vocabs or "50257,128256").split(",")]
+        sizes = [(b, v) for v in vocabs for b in batches]
     print(machine())
     rng = np.random.default_rng(0)
     header = (
@@ -176,6 +206,7 @@ def main() -> None:
                 f" {ours[0] / floor[0]:>6.1f} | {ours[1]:.2f} {theirs[1]:.1f} {plain[1]:.2f}",
                 flush=True,
             )
+    exp_bound(sizes, args.budget)
     print(
         "targets (issue 3): B=32 top-k+top-p >= 30x HF and >= 3x torch; "
         "top-p alone >= 50x HF; ours within 4x of the floor"

@@ -67,6 +67,25 @@ def sample_batch(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """One token per row; (ids, logprobs, raw_logprobs, top_ids, top_logprobs)."""
 
+def sample_scalar(
+    logits: np.ndarray,
+    temperature: float,
+    top_k: int,
+    top_p: float,
+    min_p: float,
+    repetition_penalty: float,
+    presence_penalty: float,
+    frequency_penalty: float,
+    seed: int,
+    sequence: int,
+    step: int,
+    seeds: np.ndarray | None = None,
+) -> np.ndarray:
+    """One token per row, the same parameters for every row, no history; int64 ids [rows].
+
+    ``seeds`` (uint64 [rows]), when given, replaces ``seed`` row by row.
+    """
+
 def probs_batch(
     logits: np.ndarray,
     float_params: np.ndarray,

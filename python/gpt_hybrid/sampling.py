@@ -46,8 +46,11 @@ class _SeedStream:
             self._rng = np.random.default_rng(seed)
 
     def draw(self, n: int) -> np.ndarray:
+        # The same numbers as ``integers(0, MAX_U64, size=n, dtype=np.uint64, endpoint=True)``
+        # (numpy returns the raw 64-bit outputs for the full range; tests/test_sampler_fast.py
+        # checks it), at a tenth of its call overhead.
         with self._lock:
-            return self._rng.integers(0, MAX_U64, size=n, dtype=np.uint64, endpoint=True)
+            return self._rng.bit_generator.random_raw(n)
 
 
 _seeds = _SeedStream()
@@ -214,6 +217,90 @@ def _history(history: Any, rows: int, needed: bool) -> tuple[np.ndarray, np.ndar
     return flat, offsets
 
 
+_F32 = np.dtype(np.float32)
+_FLOAT_MAX = sys.float_info.max
+_SCALAR = (float, int)
+
+
+def _sample_scalar(
+    logits: Any,
+    temperature: Any,
+    top_k: Any,
+    top_p: Any,
+    min_p: Any,
+    repetition_penalty: Any,
+    presence_penalty: Any,
+    frequency_penalty: Any,
+    seed: Any,
+    step: Any,
+    sequence: Any,
+) -> np.ndarray | None:
+    """``sample``'s common call, or None when it is not one (the general path then runs).
+
+    The common call: C-contiguous float32 ``[B, V]`` logits (a numpy array or a CPU torch
+    tensor) and plain Python scalars already in range, no history, no logprobs. At batch 1
+    the general path's parameter matrices cost more than the kernel; this one passes the
+    scalars as they are. Anything unusual (a wrong type or value included) goes to the
+    general path, so that errors are raised, with the same messages, in one place only.
+    """
+    if type(logits) is not np.ndarray:
+        torch = sys.modules.get("torch")
+        if torch is None or type(logits) is not torch.Tensor:
+            return None
+        if not (logits.dtype is torch.float32 and logits.is_cpu):
+            return None
+        # A view of the tensor's memory, as in _as_logits (detach costs more than the check).
+        logits = (logits.detach() if logits.requires_grad else logits).numpy()
+    # Exact types: bool, numpy scalars and subclasses take the general path. The chained
+    # comparisons reject NaN, and ints too large for a float, as check_float's range does.
+    if not (
+        logits.dtype is _F32
+        and logits.ndim == 2
+        and logits.shape[1] > 0
+        and logits.flags.c_contiguous
+        and type(temperature) in _SCALAR
+        and 0 <= temperature <= _FLOAT_MAX
+        and type(top_p) in _SCALAR
+        and 0 < top_p <= 1
+        and type(min_p) in _SCALAR
+        and 0 <= min_p <= 1
+        and type(repetition_penalty) in _SCALAR
+        and 0 < repetition_penalty <= _FLOAT_MAX
+        and type(presence_penalty) in _SCALAR
+        and -2 <= presence_penalty <= 2
+        and type(frequency_penalty) in _SCALAR
+        and -2 <= frequency_penalty <= 2
+        and type(top_k) is int
+        and top_k >= 0
+        and type(step) is int
+        and 0 <= step <= MAX_U64
+        and type(sequence) is int
+        and 0 <= sequence <= MAX_U64
+        and (seed is None or (type(seed) is int and 0 <= seed <= MAX_U64))
+    ):
+        return None
+    rows = logits.shape[0]
+    seeds = None
+    if seed is None:
+        # One fresh seed per row, drawn as the general path draws them.
+        seeds = _seeds.draw(rows)
+        seed = 0
+    return _native.sample_scalar(
+        logits,
+        temperature,
+        min(top_k, MAX_U64),
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+        seed,
+        sequence,
+        step,
+        seeds,
+    )
+
+
 def _prepare(
     logits: Any,
     params: dict[str, Any],
@@ -350,6 +437,27 @@ def sample(
     >>> out.top_token_ids.tolist()
     [[1, 2], [0, 1]]
     """
+    if (
+        history is None
+        and return_logprobs is False
+        and type(num_logprobs) is int
+        and not num_logprobs
+    ):
+        ids = _sample_scalar(
+            logits,
+            temperature,
+            top_k,
+            top_p,
+            min_p,
+            repetition_penalty,
+            presence_penalty,
+            frequency_penalty,
+            seed,
+            step,
+            sequence,
+        )
+        if ids is not None:
+            return ids
     params = dict(
         temperature=temperature,
         top_k=top_k,

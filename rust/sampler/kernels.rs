@@ -88,6 +88,26 @@ pub fn block_max(block: &[f32]) -> f32 {
         .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
 }
 
+/// Values per block of [`block_maxima`].
+pub const MAXIMA_BLOCK: usize = 64;
+
+simd_dispatch! {
+    /// The maximum of every whole block of [`MAXIMA_BLOCK`] values of `x` (a partial last
+    /// block is left out), NaN ignored.
+    pub fn block_maxima / block_maxima_avx2 (x: &[f32]) -> Vec<f32> => block_maxima_generic
+}
+
+#[inline(always)]
+fn block_maxima_generic(x: &[f32]) -> Vec<f32> {
+    // A plain loop, not `collect`: the iterator adaptors' code would be compiled outside
+    // this function, without the AVX2 target feature.
+    let mut maxima = Vec::with_capacity(x.len() / MAXIMA_BLOCK);
+    for chunk in x.chunks_exact(MAXIMA_BLOCK) {
+        maxima.push(block_max(chunk));
+    }
+    maxima
+}
+
 const LOG2E: f32 = std::f32::consts::LOG2_E;
 const LN2_HI: f32 = 0.693_359_4;
 const LN2_LO: f32 = -2.121_944_4e-4;
@@ -347,6 +367,13 @@ mod tests {
         assert_eq!(fused, exp_shifted_sums_generic(&x, max, 0.7, &mut c, 0.01));
         assert_eq!(log_sum_exp(&x, max), log_sum_exp_generic(&x, max));
         assert_eq!(first_index_of(&x, max), first_index_of_generic(&x, max));
+        let maxima = block_maxima(&x);
+        assert_eq!(maxima, block_maxima_generic(&x));
+        let want: Vec<f32> = x
+            .chunks_exact(MAXIMA_BLOCK)
+            .map(|b| b.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        assert_eq!(maxima, want);
         let (mut i, mut j) = (Vec::new(), Vec::new());
         indices_at_or_above(&x, -3.0, &mut i);
         indices_at_or_above_generic(&x, -3.0, &mut j);

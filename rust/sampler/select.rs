@@ -70,7 +70,7 @@ pub fn top_k_with_ties(x: &[f32], k: usize, out: &mut Vec<Cand>) {
     out.sort_unstable_by(rank_order);
 }
 
-const BLOCK_MAX_LEN: usize = 64;
+const BLOCK_MAX_LEN: usize = super::kernels::MAXIMA_BLOCK;
 
 /// Top-k through block maxima, for k small next to the row: the k-th largest of the maxima
 /// of blocks of 64 is a lower bound of the k-th largest value (k blocks each hold a value at
@@ -79,7 +79,7 @@ const BLOCK_MAX_LEN: usize = 64;
 fn top_k_by_block_maxima(x: &[f32], k: usize, out: &mut Vec<Cand>) {
     let blocks = x.chunks_exact(BLOCK_MAX_LEN);
     let tail_start = x.len() - blocks.remainder().len();
-    let maxima: Vec<f32> = blocks.map(super::kernels::block_max).collect();
+    let maxima = super::kernels::block_maxima(x);
     let mut order = maxima.clone();
     let bound = if k <= order.len() {
         *order.select_nth_unstable_by(k - 1, |a, b| b.total_cmp(a)).1
