@@ -162,18 +162,38 @@ fn with_scratch<T>(f: impl FnOnce(&mut Scratch) -> T) -> T {
     })
 }
 
-/// Batches with fewer logits than this run on the calling thread.
-const SEQUENTIAL_BELOW: usize = 1 << 16;
+/// Batches with less estimated work than this ([`row_passes`] x vocabulary, summed over the
+/// rows) run on the calling thread. Handing rows to the pool costs two wake-ups (the pool's
+/// threads, then the caller) of 30-150 us each on the 2-core VM, more than 8 rows of top-k
+/// take on one thread (8 x ~7 us at V = 50,257: 103 us through the pool, ~60 us without).
+const SEQUENTIAL_BELOW: usize = 3 << 19;
 
-/// Runs `f` on every row in parallel; returns the results in row order, or the error of the
-/// lowest failing row (so the message does not depend on thread timing).
+/// A row's work in passes over its logits: about 2 when a top-k, min-p or greedy row reads
+/// the logits and then only its few survivors, 16 when it must exponentiate the whole row
+/// (top-p alone, or plain sampling: ~90 us per 50,257 logits against ~6).
+fn row_passes(p: &RowParams) -> usize {
+    let light = p.temperature == 0.0 || p.top_k > 0 || p.min_p > 0.0;
+    if light {
+        2
+    } else {
+        16
+    }
+}
+
+/// Runs `f` on every row, in parallel unless the batch is small ([`SEQUENTIAL_BELOW`]);
+/// returns the results in row order, or the error of the lowest failing row (so the message
+/// does not depend on thread timing).
 fn per_row<T: Send>(
-    rows: usize,
+    params: &[RowParams],
     vocab: usize,
     f: impl Fn(usize, &mut Scratch) -> Result<T> + Sync,
 ) -> Result<Vec<T>> {
-    // Waking the pool costs more than a small batch takes on one thread.
-    let results: Vec<Result<T>> = if rows * vocab < SEQUENTIAL_BELOW {
+    let rows = params.len();
+    let work = params
+        .iter()
+        .map(row_passes)
+        .fold(0usize, |w, p| w.saturating_add(p.saturating_mul(vocab)));
+    let results: Vec<Result<T>> = if work < SEQUENTIAL_BELOW {
         (0..rows).map(|r| with_scratch(|s| f(r, s))).collect()
     } else {
         (0..rows)
@@ -199,7 +219,7 @@ pub fn sample(
     } else {
         0
     };
-    let per = per_row(logits.rows, logits.vocab, |r, s| {
+    let per = per_row(params, logits.vocab, |r, s| {
         let raw = logits.row(r);
         let p = &params[r];
         row::final_distribution(r, raw, history.row(r), p, s)?;
@@ -242,7 +262,7 @@ pub fn probs(logits: Logits<'_>, params: &[RowParams], history: History<'_>) -> 
     check_params(params, logits.rows)?;
     history.check(logits.rows)?;
     let vocab = logits.vocab;
-    let rows = per_row(logits.rows, logits.vocab, |r, s| {
+    let rows = per_row(params, logits.vocab, |r, s| {
         row::final_distribution(r, logits.row(r), history.row(r), &params[r], s)?;
         let mut dense = vec![0.0f32; vocab];
         row::write_probs(s, &mut dense);
