@@ -112,3 +112,17 @@ class BpeTrainer:
     def train(
         self, vocab_size: int, min_frequency: int
     ) -> tuple[list[bytes], list[tuple[int, int]]]: ...
+
+# --- attention ---
+
+def decode_attention(
+    q: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    lengths: np.ndarray,
+    scale: float,
+    out: np.ndarray,
+) -> None:
+    """Writes into ``out`` [rows, heads, dim] the attention of ``q`` (same shape) over the first
+    ``lengths[b]`` positions of cache slot ``b`` of ``k``/``v`` [slots, heads, max_len, dim];
+    C-contiguous float32 (``lengths`` int64). ValueError for bad shapes or lengths."""

@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -265,6 +266,20 @@ class CausalSelfAttention(nn.Module):
         B = x.shape[0]
         k_cache[rows, :, positions] = k[:, :, 0]  # (B, nh, hs) written at each row's position
         v_cache[rows, :, positions] = v[:, :, 0]
+        if _native_attention(q, k_cache):
+            # Each row over exactly its own length, one (row, head) at a time: as fast as the
+            # cache can be read, and batch-invariant by construction (gpt_hybrid/attention.rs).
+            lengths = positions.numpy() + 1 if row_lengths is None else np.array(row_lengths)
+            y = torch.empty(B, self.n_head, self.head_dim)
+            _native().decode_attention(
+                q[:, :, 0].contiguous().numpy(),
+                k_cache.numpy(),
+                v_cache.numpy(),
+                lengths.astype(np.int64),
+                self.scale,
+                y.numpy(),
+            )
+            return self._project(y.unsqueeze(2))
         if row_lengths is None:
             L = mask.shape[-1]
             # Views, not copies: the engine keeps active rows at the front of the cache.
@@ -277,6 +292,25 @@ class CausalSelfAttention(nn.Module):
                 q[b : b + 1], k_cache[b : b + 1, :, :n], v_cache[b : b + 1, :, :n]
             )
         return self._project(y)
+
+
+def _native() -> Any:
+    from gpt_hybrid import _native
+
+    return _native
+
+
+def _native_attention(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
+    """Whether the decode step's attention can run in the native kernel: float32 on the CPU,
+    no gradient, a contiguous cache layer."""
+    return (
+        q.dtype == torch.float32
+        and k_cache.dtype == torch.float32
+        and q.device.type == "cpu"
+        and k_cache.device.type == "cpu"
+        and not (torch.is_grad_enabled() and q.requires_grad)
+        and k_cache.is_contiguous()
+    )
 
 
 class MLP(nn.Module):

@@ -9,6 +9,7 @@ use pyo3::prelude::*;
 
 use crate::error::Error;
 
+mod attention;
 mod batch;
 mod sampler;
 mod tokenizer;
@@ -35,5 +36,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     tokenizer::register(m)?;
     sampler::register(m)?;
     trainer::register(m)?;
+    attention::register(m)?;
     Ok(())
 }

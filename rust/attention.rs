@@ -1,0 +1,228 @@
+//! The decode step's attention: one new query per row over that row's key/value cache.
+//!
+//! `out[b, h] = softmax(scale * K[b, h, :len_b] · q[b, h]) · V[b, h, :len_b]`, for the rows
+//! `b < lengths.len()` (cache slots `0..rows`) and every head `h`. With a single query the
+//! work is two streaming passes over the cached keys and values, so this is bound by memory;
+//! torch's CPU flash-attention kernel for this shape (plus the mask that covers rows of
+//! different lengths) read the cache at a third of that speed. Each (row, head) is computed on
+//! its own, in a fixed order, so a row's result does not depend on the other rows: batch
+//! invariance for free.
+
+use crate::error::{Error, Result};
+
+/// One layer's cache: `[slots, heads, max_len, head_dim]`, row-major and contiguous.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheShape {
+    pub slots: usize,
+    pub heads: usize,
+    pub max_len: usize,
+    pub head_dim: usize,
+}
+
+/// Attention of `q` (`[rows, heads, head_dim]`) over the first `lengths[b]` positions of cache
+/// slot `b`; writes `out` (same shape as `q`). `Error::Value` for inconsistent sizes or a
+/// length outside `1..=max_len`.
+pub fn decode_attention(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    shape: CacheShape,
+    lengths: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) -> Result<()> {
+    let CacheShape {
+        slots,
+        heads,
+        max_len,
+        head_dim: d,
+    } = shape;
+    let rows = lengths.len();
+    let cache_len = slots
+        .checked_mul(heads)
+        .and_then(|n| n.checked_mul(max_len))
+        .and_then(|n| n.checked_mul(d));
+    if cache_len != Some(k.len()) || cache_len != Some(v.len()) {
+        return Err(Error::Value(format!(
+            "key/value caches hold {} and {} values, not {slots}x{heads}x{max_len}x{d}",
+            k.len(),
+            v.len()
+        )));
+    }
+    if rows > slots || q.len() != rows * heads * d || out.len() != q.len() || d == 0 {
+        return Err(Error::Value(format!(
+            "queries [{rows}, {heads}, {d}] ({} values, output {}) do not fit a cache of {slots} slots",
+            q.len(),
+            out.len()
+        )));
+    }
+    if let Some((b, &n)) = lengths
+        .iter()
+        .enumerate()
+        .find(|(_, &n)| n == 0 || n > max_len)
+    {
+        return Err(Error::Value(format!(
+            "row {b} attends over {n} positions; a row needs 1 to {max_len}"
+        )));
+    }
+    let mut scores = Vec::with_capacity(max_len);
+    for (b, &n) in lengths.iter().enumerate() {
+        for h in 0..heads {
+            let (at, base) = ((b * heads + h) * d, (b * heads + h) * max_len * d);
+            attend_one(
+                &q[at..at + d],
+                &k[base..base + n * d],
+                &v[base..base + n * d],
+                scale,
+                &mut scores,
+                &mut out[at..at + d],
+            );
+        }
+    }
+    Ok(())
+}
+
+simd_dispatch! {
+    fn attend_one / attend_one_avx2 (
+        q: &[f32], k: &[f32], v: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]
+    ) => attend_one_generic
+}
+
+#[inline(always)]
+fn attend_one_generic(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [f32],
+) {
+    let d = q.len();
+    scores.clear();
+    let mut max = f32::NEG_INFINITY;
+    for key in k.chunks_exact(d) {
+        let s = dot(q, key) * scale;
+        max = max.max(s);
+        scores.push(s);
+    }
+    let mut sum = 0.0f32;
+    for s in scores.iter_mut() {
+        *s = (*s - max).exp();
+        sum += *s;
+    }
+    out.fill(0.0);
+    for (&p, value) in scores.iter().zip(v.chunks_exact(d)) {
+        for (o, &x) in out.iter_mut().zip(value) {
+            *o += p * x;
+        }
+    }
+    let inv = 1.0 / sum;
+    for o in out.iter_mut() {
+        *o *= inv;
+    }
+}
+
+/// A dot product in 16 independent lanes (so that it vectorises; the lanes are summed in a
+/// fixed order at the end).
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    const LANES: usize = 16;
+    let mut acc = [0.0f32; LANES];
+    let (a16, b16) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (ra, rb) = (a16.remainder(), b16.remainder());
+    for (x, y) in a16.zip(b16) {
+        for i in 0..LANES {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut s = ra.iter().zip(rb).map(|(x, y)| x * y).sum::<f32>();
+    for lane in acc {
+        s += lane;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reference(q: &[f32], k: &[f32], v: &[f32], n: usize, scale: f32) -> Vec<f64> {
+        let d = q.len();
+        let s: Vec<f64> = (0..n)
+            .map(|i| {
+                (0..d)
+                    .map(|j| f64::from(q[j]) * f64::from(k[i * d + j]))
+                    .sum::<f64>()
+                    * f64::from(scale)
+            })
+            .collect();
+        let m = s.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = s.iter().map(|x| (x - m).exp()).collect();
+        let z: f64 = e.iter().sum();
+        (0..d)
+            .map(|j| (0..n).map(|i| e[i] * f64::from(v[i * d + j])).sum::<f64>() / z)
+            .collect()
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                let x = (i as u32).wrapping_mul(2_654_435_761).wrapping_add(seed) >> 8;
+                (x % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_a_float64_softmax_and_ignores_positions_past_the_length() {
+        let shape = CacheShape {
+            slots: 3,
+            heads: 2,
+            max_len: 7,
+            head_dim: 20,
+        };
+        let cache = 3 * 2 * 7 * 20;
+        let (k, mut v) = (values(cache, 1), values(cache, 2));
+        let q = values(2 * 2 * 20, 3);
+        let lengths = [5, 7];
+        let mut out = vec![0.0; q.len()];
+        decode_attention(&q, &k, &v, shape, &lengths, 0.3, &mut out).unwrap();
+        for (b, &n) in lengths.iter().enumerate() {
+            for h in 0..2 {
+                let at = (b * 2 + h) * 20;
+                let base = (b * 2 + h) * 7 * 20;
+                let want = reference(&q[at..at + 20], &k[base..], &v[base..], n, 0.3);
+                for (got, want) in out[at..at + 20].iter().zip(want) {
+                    assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
+                }
+            }
+        }
+        // Garbage beyond a row's length (and in unused slots) must not change anything.
+        let before = out.clone();
+        // Row 0 (length 5) in both heads: positions 5 and 6; slot 2 is not a row.
+        for range in [100..140, 240..280, 2 * 2 * 7 * 20..cache] {
+            v[range.clone()].fill(f32::NAN);
+        }
+        decode_attention(&q, &k, &v, shape, &lengths, 0.3, &mut out).unwrap();
+        assert_eq!(before, out);
+    }
+
+    #[test]
+    fn bad_sizes_and_lengths_are_errors() {
+        let shape = CacheShape {
+            slots: 2,
+            heads: 1,
+            max_len: 4,
+            head_dim: 8,
+        };
+        let (k, v) = (vec![0.0; 64], vec![0.0; 64]);
+        let q = vec![0.0; 16];
+        let mut out = vec![0.0; 16];
+        assert!(decode_attention(&q, &k, &v, shape, &[1, 5], 1.0, &mut out).is_err());
+        assert!(decode_attention(&q, &k, &v, shape, &[0, 1], 1.0, &mut out).is_err());
+        assert!(decode_attention(&q, &k[..60], &v, shape, &[1, 1], 1.0, &mut out).is_err());
+        assert!(decode_attention(&q[..8], &k, &v, shape, &[1, 1], 1.0, &mut out).is_err());
+        assert!(decode_attention(&q, &k, &v, shape, &[1, 2, 3], 1.0, &mut out).is_err());
+        assert!(decode_attention(&q, &k, &v, shape, &[4, 4], 1.0, &mut out).is_ok());
+    }
+}
