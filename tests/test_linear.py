@@ -137,3 +137,19 @@ def test_pack_refuses_what_it_cannot_use() -> None:
     layer = Linear(8, 4).to(torch.bfloat16)
     assert not layer.pack()
     assert layer._packed is None
+
+
+@pytest.mark.parametrize("pack", [False, True])
+@pytest.mark.parametrize("rows", [1, 5, 40])
+def test_fused_tanh_gelu_equals_gelu_of_the_output(pack: bool, rows: int) -> None:
+    layer = Linear(64, 256)
+    if pack:
+        layer.pack()
+    x = torch.randn(2, rows, 64)
+    with torch.no_grad():
+        got = layer.forward_tanh_gelu(x)
+        want = F.gelu(F.linear(x, layer.weight, layer.bias), approximate="tanh")
+    assert got.shape == (2, rows, 256)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    # With a gradient wanted it is the plain autograd path.
+    assert layer.forward_tanh_gelu(x).requires_grad

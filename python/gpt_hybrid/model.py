@@ -49,6 +49,9 @@ ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
     "linear": lambda x: x,
 }
 
+# The names above for the tanh approximation of GELU.
+TANH_GELU = frozenset({"gelu_new", "gelu_fast", "gelu_pytorch_tanh"})
+
 # HF config keys that change the math of GPT-2 and that this model does not implement.
 # Each maps to the value under which it is harmless; any other value is refused.
 _REFUSED_OPTIONS: dict[str, Any] = {
@@ -320,11 +323,14 @@ class MLP(nn.Module):
         super().__init__()
         self.c_fc = Linear(config.n_embd, config.inner_dim)
         self.act = ACTIVATIONS[config.activation_function]
+        # GPT-2's GELU (tanh form) can run inside oneDNN's matmul, on its output while in cache.
+        self.tanh_gelu = config.activation_function in TANH_GELU
         self.c_proj = Linear(config.inner_dim, config.n_embd)
         self.dropout = nn.Dropout(config.resid_pdrop)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.c_proj(self.act(self.c_fc(x))))
+        h = self.c_fc.forward_tanh_gelu(x) if self.tanh_gelu else self.act(self.c_fc(x))
+        return self.dropout(self.c_proj(h))
 
 
 class Block(nn.Module):
