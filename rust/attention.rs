@@ -65,18 +65,36 @@ pub fn decode_attention(
             "row {b} attends over {n} positions; a row needs 1 to {max_len}"
         )));
     }
-    let mut scores = Vec::with_capacity(max_len);
+    let mut scores: [Vec<f32>; 4] = std::array::from_fn(|_| Vec::with_capacity(max_len));
     for (b, &n) in lengths.iter().enumerate() {
-        for h in 0..heads {
+        // Four heads at a time: four streams of keys (then of values) in flight at once. A
+        // row's runs of positions are separated by gaps (`max_len - n` positions), and one
+        // stream alone restarts after every gap (measured at 64 of 96 positions: 12.8 GB/s
+        // against 28 GB/s when the same data is contiguous).
+        let mut h = 0;
+        while h < heads {
             let (at, base) = ((b * heads + h) * d, (b * heads + h) * max_len * d);
-            attend_one(
-                &q[at..at + d],
-                &k[base..base + n * d],
-                &v[base..base + n * d],
-                scale,
-                &mut scores,
-                &mut out[at..at + d],
-            );
+            let stride = max_len * d;
+            if h + 4 <= heads {
+                let mut outs = out[at..at + 4 * d].chunks_exact_mut(d);
+                let mut next = || outs.next().unwrap_or_default();
+                let o = [next(), next(), next(), next()];
+                let qs: [&[f32]; 4] = std::array::from_fn(|j| &q[at + j * d..at + (j + 1) * d]);
+                let ks: [&[f32]; 4] = std::array::from_fn(|j| &k[base + j * stride..][..n * d]);
+                let vs: [&[f32]; 4] = std::array::from_fn(|j| &v[base + j * stride..][..n * d]);
+                attend_four(qs, ks, vs, scale, &mut scores, o);
+                h += 4;
+            } else {
+                attend_one(
+                    &q[at..at + d],
+                    &k[base..base + n * d],
+                    &v[base..base + n * d],
+                    scale,
+                    &mut scores[0],
+                    &mut out[at..at + d],
+                );
+                h += 1;
+            }
         }
     }
     Ok(())
@@ -86,6 +104,64 @@ simd_dispatch! {
     fn attend_one / attend_one_avx2 (
         q: &[f32], k: &[f32], v: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]
     ) => attend_one_generic
+}
+
+simd_dispatch! {
+    fn attend_four / attend_four_avx2 (
+        q: [&[f32]; 4], k: [&[f32]; 4], v: [&[f32]; 4], scale: f32,
+        scores: &mut [Vec<f32>; 4], out: [&mut [f32]; 4]
+    ) => attend_group::<4>
+}
+
+/// [`attend_one`] for `N` heads of one row (the same length), their passes interleaved. Each
+/// head's arithmetic is exactly [`attend_one`]'s, so the results are the same bits.
+#[inline(always)]
+fn attend_group<const N: usize>(
+    q: [&[f32]; N],
+    k: [&[f32]; N],
+    v: [&[f32]; N],
+    scale: f32,
+    scores: &mut [Vec<f32>; N],
+    out: [&mut [f32]; N],
+) {
+    let d = q[0].len();
+    let n = k[0].len() / d;
+    let mut max = [f32::NEG_INFINITY; N];
+    for s in scores.iter_mut() {
+        s.clear();
+    }
+    for i in 0..n {
+        for j in 0..N {
+            let s = dot(q[j], &k[j][i * d..(i + 1) * d]) * scale;
+            max[j] = max[j].max(s);
+            scores[j].push(s);
+        }
+    }
+    let mut sum = [0.0f32; N];
+    for j in 0..N {
+        for s in scores[j].iter_mut() {
+            *s = (*s - max[j]).exp();
+            sum[j] += *s;
+        }
+    }
+    let mut out = out;
+    for o in out.iter_mut() {
+        o.fill(0.0);
+    }
+    for i in 0..n {
+        for j in 0..N {
+            let p = scores[j][i];
+            for (o, &x) in out[j].iter_mut().zip(&v[j][i * d..(i + 1) * d]) {
+                *o += p * x;
+            }
+        }
+    }
+    for j in 0..N {
+        let inv = 1.0 / sum[j];
+        for o in out[j].iter_mut() {
+            *o *= inv;
+        }
+    }
 }
 
 #[inline(always)]
@@ -175,34 +251,37 @@ mod tests {
 
     #[test]
     fn matches_a_float64_softmax_and_ignores_positions_past_the_length() {
+        // Five heads: one group of four (interleaved passes) and one on its own.
+        let (slots, heads, max_len, d) = (3, 5, 7, 20);
         let shape = CacheShape {
-            slots: 3,
-            heads: 2,
-            max_len: 7,
-            head_dim: 20,
+            slots,
+            heads,
+            max_len,
+            head_dim: d,
         };
-        let cache = 3 * 2 * 7 * 20;
+        let cache = slots * heads * max_len * d;
         let (k, mut v) = (values(cache, 1), values(cache, 2));
-        let q = values(2 * 2 * 20, 3);
+        let q = values(2 * heads * d, 3);
         let lengths = [5, 7];
         let mut out = vec![0.0; q.len()];
         decode_attention(&q, &k, &v, shape, &lengths, 0.3, &mut out).unwrap();
         for (b, &n) in lengths.iter().enumerate() {
-            for h in 0..2 {
-                let at = (b * 2 + h) * 20;
-                let base = (b * 2 + h) * 7 * 20;
-                let want = reference(&q[at..at + 20], &k[base..], &v[base..], n, 0.3);
-                for (got, want) in out[at..at + 20].iter().zip(want) {
+            for h in 0..heads {
+                let at = (b * heads + h) * d;
+                let base = (b * heads + h) * max_len * d;
+                let want = reference(&q[at..at + d], &k[base..], &v[base..], n, 0.3);
+                for (got, want) in out[at..at + d].iter().zip(want) {
                     assert!((f64::from(*got) - want).abs() < 1e-5, "{got} vs {want}");
                 }
             }
         }
         // Garbage beyond a row's length (and in unused slots) must not change anything.
         let before = out.clone();
-        // Row 0 (length 5) in both heads: positions 5 and 6; slot 2 is not a row.
-        for range in [100..140, 240..280, 2 * 2 * 7 * 20..cache] {
-            v[range.clone()].fill(f32::NAN);
+        for h in 0..heads {
+            let base = h * max_len * d; // row 0 (length 5): positions 5 and 6
+            v[base + 5 * d..base + 7 * d].fill(f32::NAN);
         }
+        v[2 * heads * max_len * d..].fill(f32::NAN);
         decode_attention(&q, &k, &v, shape, &lengths, 0.3, &mut out).unwrap();
         assert_eq!(before, out);
     }

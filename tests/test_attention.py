@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from gpt_hybrid import _native
 
 
-def case(rows=5, slots=7, heads=3, max_len=40, dim=24, seed=0):
+def case(rows=5, slots=7, heads=6, max_len=40, dim=24, seed=0):
     g = torch.Generator().manual_seed(seed)
     k = torch.randn(slots, heads, max_len, dim, generator=g)
     v = torch.randn(slots, heads, max_len, dim, generator=g)
@@ -67,6 +67,19 @@ def test_a_row_alone_equals_the_row_in_a_batch():
         assert np.array_equal(one[0], out[b])
 
 
+def test_heads_in_groups_give_the_bits_of_heads_alone():
+    """Heads run four at a time with interleaved passes; each must equal its own run."""
+    q, k, v, lengths = case(heads=6)
+    out = np.empty(q.shape, np.float32)
+    _native.decode_attention(q.numpy(), k.numpy(), v.numpy(), lengths.numpy(), 0.3, out)
+    for h in range(6):
+        one = np.empty((q.shape[0], 1, q.shape[2]), np.float32)
+        qh = q[:, h : h + 1].contiguous().numpy()
+        kh, vh = k[:, h : h + 1].contiguous().numpy(), v[:, h : h + 1].contiguous().numpy()
+        _native.decode_attention(qh, kh, vh, lengths.numpy(), 0.3, one)
+        assert np.array_equal(one[:, 0], out[:, h]), h
+
+
 def test_bad_input_raises_valueerror():
     q, k, v, lengths = case()
     qn, kn, vn, ln = q.numpy(), k.numpy(), v.numpy(), lengths.numpy()
@@ -82,7 +95,7 @@ def test_bad_input_raises_valueerror():
         (np.ascontiguousarray(qn[:, :, ::-1])[:, :, ::-1], kn, vn, ln, out),  # not contiguous
     ]
     big = case(rows=9, slots=7)
-    bad.append((big[0].numpy(), kn, vn, np.ones(9, np.int64), np.empty((9, 3, 24), np.float32)))
+    bad.append((big[0].numpy(), kn, vn, np.ones(9, np.int64), np.empty((9, 6, 24), np.float32)))
     for args in bad:
         with pytest.raises(ValueError):
             _native.decode_attention(*args[:4], 1.0, args[4])
