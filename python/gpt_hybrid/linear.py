@@ -193,19 +193,24 @@ def pack_model(model: nn.Module, release: bool = True) -> int:
     >>> pack_model(nn.Sequential(Linear(3, 2), Linear(2, 2))) == 2 * onednn_available()
     True
     """
-    from gpt_hybrid.pages import release_file_pages
+    from gpt_hybrid.pages import file_mappings, release_file_pages
 
-    packed = []
+    maps = file_mappings() if release else []
+    packed, fresh = [], 0
     for m in model.modules():
-        if isinstance(m, Linear) and m.pack():
+        if not isinstance(m, Linear):
+            continue
+        was = m._packed is not None and m._packed[1] == _stamp(m.weight)
+        if m.pack():
             packed.append(m.weight)
-            if release:
+            if release and not was:
+                fresh += 1
                 # One weight at a time, so that the peak is the copies plus one original, not
                 # both models.
-                release_file_pages([m.weight])
-    if release and packed:
+                release_file_pages([m.weight], maps)
+    if fresh:
         # Again for all: reading one weight maps some pages of its neighbours in the file
         # (fault-around). (The tied LM head shares wte with the embedding, which reads a few
         # rows per step: those pages come back, the rest stay out.)
-        release_file_pages(packed)
+        release_file_pages(packed, maps)
     return len(packed)

@@ -21,8 +21,12 @@ _MADV_PAGEOUT = 21
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
-def _file_mappings() -> list[tuple[int, int]]:
-    """Address ranges of this process mapped from regular files."""
+def file_mappings() -> list[tuple[int, int]]:
+    """Address ranges of this process mapped from regular files (``/proc/self/maps``).
+
+    >>> isinstance(file_mappings(), list)
+    True
+    """
     out = []
     try:
         with open("/proc/self/maps") as f:
@@ -36,18 +40,22 @@ def _file_mappings() -> list[tuple[int, int]]:
     return out
 
 
-def release_file_pages(tensors: list[torch.Tensor]) -> int:
+def release_file_pages(
+    tensors: list[torch.Tensor], maps: list[tuple[int, int]] | None = None
+) -> int:
     """Asks the kernel to reclaim the file-backed pages of ``tensors``' storages.
 
     Returns the number of bytes advised (0 where not supported: not Linux, an anonymous or
-    non-CPU tensor, an old kernel). The tensors stay valid and unchanged.
+    non-CPU tensor, an old kernel). The tensors stay valid and unchanged. ``maps``: the
+    result of :func:`file_mappings`, to read ``/proc/self/maps`` once for many calls.
 
     >>> release_file_pages([torch.zeros(4)])  # anonymous memory: left alone
     0
     """
     if not sys.platform.startswith("linux"):
         return 0
-    maps = _file_mappings()
+    if maps is None:
+        maps = file_mappings()
     try:
         madvise = ctypes.CDLL(None, use_errno=True).madvise
     except (OSError, AttributeError):
