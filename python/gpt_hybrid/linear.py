@@ -3,10 +3,12 @@
 On AMD CPUs MKL's SGEMM takes its AVX2 path, while oneDNN uses AVX-512. Measured on this
 project's Zen machine, one thread, GPT-2-small shapes with our weight layout (the checkpoint's
 ``[in, out]`` tensors viewed as ``[out, in]``): at 32 rows ``F.linear`` (MKL) runs at 95-100
-GFLOP/s and oneDNN at 220-235; at 4-8 rows 45-70 against 115-195. At one row MKL's GEMV is as
-fast or faster, so it keeps that case. oneDNN's results are bitwise the same for a row whether
-the batch has 2 rows or 128 (checked for every GPT-2 shape, 1 and 2 threads), which the
-batch-invariant engine relies on; MKL has three regimes (1, 2-3, >= 4 rows).
+GFLOP/s and oneDNN at 220-235; at 4-8 rows 45-70 against 115-195. At one row, on a plain
+weight, MKL's GEMV is as fast or faster, so :func:`linear` keeps that case; on a weight
+packed into oneDNN's blocked layout (:meth:`Linear.pack`, what the engine uses) oneDNN is
+faster at one row too. oneDNN's results are bitwise the same for a row whether the batch has
+2 rows or 128 (1 to 128 on a packed weight; checked for every GPT-2 shape, 1 and 2 threads),
+which the batch-invariant engine relies on; MKL has three regimes (1, 2-3, >= 4 rows).
 
 Everything else stays ``F.linear``: other dtypes (bfloat16 already goes to oneDNN inside
 torch; float16 has no oneDNN kernel here), other devices, and any call that needs a gradient

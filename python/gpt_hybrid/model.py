@@ -271,7 +271,7 @@ class CausalSelfAttention(nn.Module):
         v_cache[rows, :, positions] = v[:, :, 0]
         if _native_attention(q, k_cache):
             # Each row over exactly its own length, one (row, head) at a time: as fast as the
-            # cache can be read, and batch-invariant by construction (gpt_hybrid/attention.rs).
+            # cache can be read, and batch-invariant by construction (rust/attention.rs).
             lengths = positions.numpy() + 1 if row_lengths is None else np.array(row_lengths)
             y = torch.empty(B, self.n_head, self.head_dim)
             _native().decode_attention(
