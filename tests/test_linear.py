@@ -133,8 +133,21 @@ def test_pack_model_releases_the_checkpoint_pages_and_keeps_the_values(tmp_path)
         torch.testing.assert_close(model(x), F.linear(x, expected), rtol=1e-5, atol=1e-5)
 
 
+@needs_onednn
+def test_packed_bfloat16_equals_f_linear_and_a_row_does_not_depend_on_the_batch() -> None:
+    layer = Linear(256, 512).to(torch.bfloat16)
+    x = torch.randn(40, 256).to(torch.bfloat16)
+    with torch.no_grad():
+        plain = layer(x)  # unpacked bfloat16: torch's own path
+        assert layer.pack()
+        packed = layer(x)
+        torch.testing.assert_close(packed.float(), plain.float(), rtol=2e-2, atol=2e-2)
+        for rows in (1, 2, 7, 33):
+            assert torch.equal(layer(x[:rows])[0], packed[0]), rows
+
+
 def test_pack_refuses_what_it_cannot_use() -> None:
-    layer = Linear(8, 4).to(torch.bfloat16)
+    layer = Linear(8, 4).to(torch.float16)
     assert not layer.pack()
     assert layer._packed is None
 
