@@ -8,32 +8,6 @@
 //! No path sorts the vocabulary: top-k is a one-pass selection, top-p a histogram threshold
 //! search with an exact ranking of one bucket (see [`top_p`]), min-p a plain threshold.
 
-/// Defines `$name`, which runs the `#[inline(always)]` function `$generic` compiled for
-/// AVX2 + FMA (as `$avx`) when the CPU has them, and as plain x86-64 (SSE2) code otherwise.
-///
-/// Why: the wheel targets every x86-64 CPU, but the passes over the row run about 3x
-/// faster with 8-wide vectors. The result is the same either way (no fused multiply-add is
-/// introduced: Rust never contracts `a * b + c`).
-macro_rules! simd_dispatch {
-    ($(#[$m:meta])* $vis:vis fn $name:ident / $avx:ident ($($arg:ident : $ty:ty),*) $(-> $ret:ty)? => $generic:path) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2,fma")]
-        fn $avx($($arg: $ty),*) $(-> $ret)? {
-            $generic($($arg),*)
-        }
-
-        $(#[$m])*
-        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-                // SAFETY: the CPU has AVX2 and FMA, the only requirement of the callee.
-                return unsafe { $avx($($arg),*) };
-            }
-            $generic($($arg),*)
-        }
-    };
-}
-
 mod kernels;
 mod params;
 mod penalties;
