@@ -86,12 +86,12 @@ pub fn decode_attention(
                 h += 4;
             } else {
                 attend_one(
-                    &q[at..at + d],
-                    &k[base..base + n * d],
-                    &v[base..base + n * d],
+                    [&q[at..at + d]],
+                    [&k[base..base + n * d]],
+                    [&v[base..base + n * d]],
                     scale,
-                    &mut scores[0],
-                    &mut out[at..at + d],
+                    std::array::from_mut(&mut scores[0]),
+                    [&mut out[at..at + d]],
                 );
                 h += 1;
             }
@@ -102,8 +102,9 @@ pub fn decode_attention(
 
 simd_dispatch! {
     fn attend_one / attend_one_avx2 (
-        q: &[f32], k: &[f32], v: &[f32], scale: f32, scores: &mut Vec<f32>, out: &mut [f32]
-    ) => attend_one_generic
+        q: [&[f32]; 1], k: [&[f32]; 1], v: [&[f32]; 1], scale: f32,
+        scores: &mut [Vec<f32>; 1], out: [&mut [f32]; 1]
+    ) => attend_group::<1>
 }
 
 simd_dispatch! {
@@ -113,8 +114,9 @@ simd_dispatch! {
     ) => attend_group::<4>
 }
 
-/// [`attend_one`] for `N` heads of one row (the same length), their passes interleaved. Each
-/// head's arithmetic is exactly [`attend_one`]'s, so the results are the same bits.
+/// Attention of `N` heads of one row (the same length), their passes interleaved. Each head's
+/// arithmetic is the same whatever `N` (so a head gives the same bits alone or in a group):
+/// scores, max, `exp(s - max)` and their sum, then the weighted values divided by the sum.
 #[inline(always)]
 fn attend_group<const N: usize>(
     q: [&[f32]; N],
@@ -161,40 +163,6 @@ fn attend_group<const N: usize>(
         for o in out[j].iter_mut() {
             *o *= inv;
         }
-    }
-}
-
-#[inline(always)]
-fn attend_one_generic(
-    q: &[f32],
-    k: &[f32],
-    v: &[f32],
-    scale: f32,
-    scores: &mut Vec<f32>,
-    out: &mut [f32],
-) {
-    let d = q.len();
-    scores.clear();
-    let mut max = f32::NEG_INFINITY;
-    for key in k.chunks_exact(d) {
-        let s = dot(q, key) * scale;
-        max = max.max(s);
-        scores.push(s);
-    }
-    let mut sum = 0.0f32;
-    for s in scores.iter_mut() {
-        *s = (*s - max).exp();
-        sum += *s;
-    }
-    out.fill(0.0);
-    for (&p, value) in scores.iter().zip(v.chunks_exact(d)) {
-        for (o, &x) in out.iter_mut().zip(value) {
-            *o += p * x;
-        }
-    }
-    let inv = 1.0 / sum;
-    for o in out.iter_mut() {
-        *o *= inv;
     }
 }
 
