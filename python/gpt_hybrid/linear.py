@@ -158,10 +158,9 @@ class Linear(nn.Linear):
         >>> layer.pack() == onednn_available()
         True
         """
-        w, stamp = self.weight, _stamp(self.weight)
-        if stamp is not None and self._packed is not None and self._packed[1] == stamp:
+        if self._live_packed() is not None:
             return True
-        self._packed = None
+        w, stamp = self.weight, _stamp(self.weight)
         if stamp is None or w.dtype not in _PACKABLE or w.device.type != "cpu":
             return False
         if not onednn_available():
@@ -170,12 +169,17 @@ class Linear(nn.Linear):
             self._packed = (torch.ops.mkldnn._reorder_linear_weight(w.detach(), 32), stamp)
         return True
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _live_packed(self) -> torch.Tensor | None:
+        """The blocked copy, or None; a copy made before the weight changed is dropped."""
         packed = self._packed
         if packed is not None and packed[1] != _stamp(self.weight):
-            self._packed = packed = None  # stale: the weight changed since pack()
+            self._packed = packed = None
+        return None if packed is None else packed[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        packed = self._live_packed()
         if packed is not None and _fast_path(x, self.weight, self.bias, 1, _PACKABLE):
-            return _onednn_linear(x, packed[0], self.bias)
+            return _onednn_linear(x, packed, self.bias)
         return linear(x, self.weight, self.bias)
 
     def forward_tanh_gelu(self, x: torch.Tensor) -> torch.Tensor:
@@ -190,11 +194,9 @@ class Linear(nn.Linear):
         ...     torch.allclose(layer.forward_tanh_gelu(x), F.gelu(layer(x), approximate="tanh"))
         True
         """
-        packed = self._packed
-        if packed is not None and packed[1] != _stamp(self.weight):
-            self._packed = packed = None
+        packed = self._live_packed()
         if packed is not None and _fast_path(x, self.weight, self.bias, 1, _PACKABLE):
-            return _onednn_linear(x, packed[0], self.bias, gelu=True)
+            return _onednn_linear(x, packed, self.bias, gelu=True)
         return F.gelu(self(x), approximate="tanh")
 
 
@@ -215,7 +217,7 @@ def pack_model(model: nn.Module, release: bool = True) -> int:
     for m in model.modules():
         if not isinstance(m, Linear):
             continue
-        was = m._packed is not None and m._packed[1] == _stamp(m.weight)
+        was = m._live_packed() is not None
         if m.pack():
             packed.append(m.weight)
             if release and not was:

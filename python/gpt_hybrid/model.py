@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import _native
 from .linear import Linear
 
 # Activations accepted in ``config.activation_function``, with HF's meaning for each name.
@@ -274,7 +275,7 @@ class CausalSelfAttention(nn.Module):
             # cache can be read, and batch-invariant by construction (rust/attention.rs).
             lengths = positions.numpy() + 1 if row_lengths is None else np.array(row_lengths)
             y = torch.empty(B, self.n_head, self.head_dim)
-            _native().decode_attention(
+            _native.decode_attention(
                 q[:, :, 0].contiguous().numpy(),
                 k_cache.numpy(),
                 v_cache.numpy(),
@@ -295,12 +296,6 @@ class CausalSelfAttention(nn.Module):
                 q[b : b + 1], k_cache[b : b + 1, :, :n], v_cache[b : b + 1, :, :n]
             )
         return self._project(y)
-
-
-def _native() -> Any:
-    from gpt_hybrid import _native
-
-    return _native
 
 
 def _native_attention(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
