@@ -151,13 +151,19 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn slow_top_k(x: &[f32], k: usize) -> Vec<Cand> {
+    /// Every entry of `x` as a candidate, fully sorted in rank order (the slow reference).
+    pub(crate) fn ranked(x: &[f32]) -> Vec<Cand> {
         let mut all: Vec<Cand> = x
             .iter()
             .enumerate()
             .map(|(i, &v)| Cand::new(v, i as u32))
             .collect();
         all.sort_by(rank_order);
+        all
+    }
+
+    fn slow_top_k(x: &[f32], k: usize) -> Vec<Cand> {
+        let all = ranked(x);
         let kth = all[k - 1].value;
         all.into_iter().filter(|c| c.value >= kth).collect()
     }

@@ -253,7 +253,7 @@ fn rank_within_bucket(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sampler::select::tests::lcg_row;
+    use crate::sampler::select::tests::{lcg_row, ranked};
     use crate::sampler::select::top_p_prefix;
 
     #[test]
@@ -276,12 +276,7 @@ mod tests {
                 let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let mut w = vec![0.0; n];
                 let sums = kernels::exp_shifted_sums(&x, max, 1.0, &mut w, HIST_MIN);
-                let mut all: Vec<Cand> = x
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &v)| Cand::new(v, i as u32))
-                    .collect();
-                all.sort_by(rank_order);
+                let all = ranked(&x);
                 let ws: Vec<f32> = all.iter().map(|c| w[c.id as usize]).collect();
                 let want = all[top_p_prefix(&ws, p) - 1];
                 let got = top_p_cut(&x, &w, p, sums, &mut scratch);
