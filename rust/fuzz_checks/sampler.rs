@@ -9,7 +9,7 @@ use crate::sampler::{probs, sample, History, Logits, RowParams};
 /// One logit: a small value (ties, realistic spreads) or, one time in four, any f32 bits.
 fn logit(input: &mut Input) -> f32 {
     let tag = input.u8();
-    if tag % 4 == 0 {
+    if tag.is_multiple_of(4) {
         input.f32()
     } else {
         f32::from(input.u8() as i8) / 8.0

@@ -394,6 +394,36 @@ mod tests {
         assert!((total - want).abs() < 1e-4 * want && (high - want_high).abs() < 1e-4 * want);
     }
 
+    /// On an AVX-512 machine the dispatchers above run the AVX-512 build; the AVX2 build
+    /// (what CPUs without AVX-512 run) is compared here directly.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn the_avx2_builds_agree_with_the_dispatched_ones() {
+        if !(std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma")) {
+            return;
+        }
+        let x: Vec<f32> = (0..5003)
+            .map(|i| ((i * 104_729) % 2039) as f32 * -0.03)
+            .collect();
+        let max = scan(&x).max;
+        let (mut a, mut b) = (vec![0.0; x.len()], vec![0.0; x.len()]);
+        // SAFETY: the CPU has AVX2 and FMA (checked above).
+        unsafe {
+            assert_eq!(scan_avx2(&x), scan(&x));
+            assert_eq!(
+                exp_shifted_sums_avx2(&x, max, 0.7, &mut a, 0.01),
+                exp_shifted_sums(&x, max, 0.7, &mut b, 0.01)
+            );
+            assert_eq!(a, b);
+            assert_eq!(log_sum_exp_avx2(&x, max), log_sum_exp(&x, max));
+            assert_eq!(block_maxima_avx2(&x), block_maxima(&x));
+            let (mut i, mut j) = (Vec::new(), Vec::new());
+            indices_at_or_above_avx2(&x, -3.0, &mut i);
+            indices_at_or_above(&x, -3.0, &mut j);
+            assert_eq!(i, j);
+        }
+    }
+
     #[test]
     fn first_index_of_takes_the_first_tie() {
         assert_eq!(first_index_of(&[1.0, 3.0, 2.0, 3.0], 3.0), 1);
