@@ -10,6 +10,9 @@
 
 use crate::error::{Error, Result};
 
+#[cfg(target_arch = "x86_64")]
+mod wide;
+
 /// One layer's cache: `[slots, heads, max_len, head_dim]`, row-major and contiguous.
 #[derive(Clone, Copy, Debug)]
 pub struct CacheShape {
@@ -31,6 +34,59 @@ pub fn decode_attention(
     scale: f32,
     out: &mut [f32],
 ) -> Result<()> {
+    let row = shape.heads * shape.head_dim;
+    check(q.len(), row, k.len(), v.len(), shape, lengths, out.len())?;
+    attend_rows(q, row, k, v, shape, lengths, scale, out);
+    Ok(())
+}
+
+/// The decode step of one layer: writes each row's new key and value into its cache slot at
+/// position `lengths[b] - 1`, then [`decode_attention`] of its query over `lengths[b]`
+/// positions. `qkv` is `[rows, 3, heads, head_dim]` (query, key, value: the layout of
+/// GPT-2's `c_attn` output), so no split or copy happens before.
+pub fn append_and_attend(
+    qkv: &[f32],
+    k: &mut [f32],
+    v: &mut [f32],
+    shape: CacheShape,
+    lengths: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) -> Result<()> {
+    let row = shape.heads * shape.head_dim;
+    check(
+        qkv.len(),
+        3 * row,
+        k.len(),
+        v.len(),
+        shape,
+        lengths,
+        out.len(),
+    )?;
+    let d = shape.head_dim;
+    for (b, (&n, new)) in lengths.iter().zip(qkv.chunks_exact(3 * row)).enumerate() {
+        for h in 0..shape.heads {
+            let at = ((b * shape.heads + h) * shape.max_len + n - 1) * d;
+            k[at..at + d].copy_from_slice(&new[row + h * d..row + (h + 1) * d]);
+            v[at..at + d].copy_from_slice(&new[2 * row + h * d..2 * row + (h + 1) * d]);
+        }
+    }
+    attend_rows(qkv, 3 * row, k, v, shape, lengths, scale, out);
+    Ok(())
+}
+
+/// The sizes [`decode_attention`] and [`append_and_attend`] need: `q_values` = rows x
+/// `q_row` queries, caches of `shape`, lengths in `1..=max_len`, an output of rows x heads
+/// x head_dim.
+fn check(
+    q_values: usize,
+    q_row: usize,
+    k_values: usize,
+    v_values: usize,
+    shape: CacheShape,
+    lengths: &[usize],
+    out_values: usize,
+) -> Result<()> {
     let CacheShape {
         slots,
         heads,
@@ -42,18 +98,15 @@ pub fn decode_attention(
         .checked_mul(heads)
         .and_then(|n| n.checked_mul(max_len))
         .and_then(|n| n.checked_mul(d));
-    if cache_len != Some(k.len()) || cache_len != Some(v.len()) {
+    if cache_len != Some(k_values) || cache_len != Some(v_values) {
         return Err(Error::Value(format!(
-            "key/value caches hold {} and {} values, not {slots}x{heads}x{max_len}x{d}",
-            k.len(),
-            v.len()
+            "key/value caches hold {k_values} and {v_values} values, not {slots}x{heads}x{max_len}x{d}"
         )));
     }
-    if rows > slots || q.len() != rows * heads * d || out.len() != q.len() || d == 0 {
+    if rows > slots || q_values != rows * q_row || out_values != rows * heads * d || d == 0 {
         return Err(Error::Value(format!(
-            "queries [{rows}, {heads}, {d}] ({} values, output {}) do not fit a cache of {slots} slots",
-            q.len(),
-            out.len()
+            "{rows} rows of {q_row} query values ({q_values} values, output {out_values}) do not \
+             fit a cache of {slots} slots, {heads} heads of {d}"
         )));
     }
     if let Some((b, &n)) = lengths
@@ -65,7 +118,32 @@ pub fn decode_attention(
             "row {b} attends over {n} positions; a row needs 1 to {max_len}"
         )));
     }
+    Ok(())
+}
+
+/// The attention of every row (sizes checked): row `b`'s queries start at `b * q_stride`.
+#[allow(clippy::too_many_arguments)]
+fn attend_rows(
+    q: &[f32],
+    q_stride: usize,
+    k: &[f32],
+    v: &[f32],
+    shape: CacheShape,
+    lengths: &[usize],
+    scale: f32,
+    out: &mut [f32],
+) {
+    let CacheShape {
+        heads,
+        max_len,
+        head_dim: d,
+        ..
+    } = shape;
     let mut scores: [Vec<f32>; 4] = std::array::from_fn(|_| Vec::with_capacity(max_len));
+    #[cfg(target_arch = "x86_64")]
+    let wide = d == wide::HEAD_DIM && crate::has_avx512();
+    #[cfg(not(target_arch = "x86_64"))]
+    let wide = false;
     for (b, &n) in lengths.iter().enumerate() {
         // Four heads at a time: four streams of keys (then of values) in flight at once. A
         // row's runs of positions are separated by gaps (`max_len - n` positions), and one
@@ -74,41 +152,79 @@ pub fn decode_attention(
         let mut h = 0;
         while h < heads {
             let (at, base) = ((b * heads + h) * d, (b * heads + h) * max_len * d);
+            let qa = b * q_stride + h * d;
             let stride = max_len * d;
             if h + 4 <= heads {
                 let mut outs = out[at..at + 4 * d].chunks_exact_mut(d);
                 let mut next = || outs.next().unwrap_or_default();
                 let o = [next(), next(), next(), next()];
-                let qs: [&[f32]; 4] = std::array::from_fn(|j| &q[at + j * d..at + (j + 1) * d]);
+                let qs: [&[f32]; 4] = std::array::from_fn(|j| &q[qa + j * d..qa + (j + 1) * d]);
                 let ks: [&[f32]; 4] = std::array::from_fn(|j| &k[base + j * stride..][..n * d]);
                 let vs: [&[f32]; 4] = std::array::from_fn(|j| &v[base + j * stride..][..n * d]);
-                attend_four(qs, ks, vs, scale, &mut scores, o);
+                if wide {
+                    let next = next_keys(k, shape, lengths, b, h + 4);
+                    // SAFETY: `wide` requires the CPU features the kernel is built for.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        wide::attend_group(qs, ks, vs, next, scale, &mut scores, o)
+                    };
+                } else {
+                    attend_four(qs, ks, vs, scale, &mut scores, o);
+                }
                 h += 4;
             } else {
-                attend_one(
-                    [&q[at..at + d]],
-                    [&k[base..base + n * d]],
-                    [&v[base..base + n * d]],
-                    scale,
-                    std::array::from_mut(&mut scores[0]),
-                    [&mut out[at..at + d]],
-                );
+                let qs = [&q[qa..qa + d]];
+                let (ks, vs) = ([&k[base..base + n * d]], [&v[base..base + n * d]]);
+                let s = std::array::from_mut(&mut scores[0]);
+                let o = [&mut out[at..at + d]];
+                if wide {
+                    let next = [next_keys(k, shape, lengths, b, h + 1)[0]];
+                    // SAFETY: as above.
+                    #[cfg(target_arch = "x86_64")]
+                    unsafe {
+                        wide::attend_group(qs, ks, vs, next, scale, s, o)
+                    };
+                } else {
+                    attend_one(qs, ks, vs, scale, s, o);
+                }
                 h += 1;
             }
         }
     }
-    Ok(())
 }
 
+/// The keys of the (up to) four heads computed after those before head `h` of row `b`
+/// (empty slices past the last): the kernel fetches them into cache ahead of use.
+fn next_keys<'a>(
+    k: &'a [f32],
+    shape: CacheShape,
+    lengths: &[usize],
+    b: usize,
+    h: usize,
+) -> [&'a [f32]; 4] {
+    let (b, h) = if h < shape.heads { (b, h) } else { (b + 1, 0) };
+    let n = lengths.get(b).copied().unwrap_or(0);
+    let stride = shape.max_len * shape.head_dim;
+    std::array::from_fn(|j| {
+        let start = (b * shape.heads + h + j) * stride;
+        if h + j < shape.heads {
+            k.get(start..start + n * shape.head_dim).unwrap_or(&[])
+        } else {
+            &[]
+        }
+    })
+}
+
+// avx2_only: LLVM compiles these loops worse for AVX-512 (see `wide`, which takes over there).
 simd_dispatch! {
-    fn attend_one / attend_one_avx2 (
+    avx2_only fn attend_one / attend_one_avx2 (
         q: [&[f32]; 1], k: [&[f32]; 1], v: [&[f32]; 1], scale: f32,
         scores: &mut [Vec<f32>; 1], out: [&mut [f32]; 1]
     ) => attend_group::<1>
 }
 
 simd_dispatch! {
-    fn attend_four / attend_four_avx2 (
+    avx2_only fn attend_four / attend_four_avx2 (
         q: [&[f32]; 4], k: [&[f32]; 4], v: [&[f32]; 4], scale: f32,
         scores: &mut [Vec<f32>; 4], out: [&mut [f32]; 4]
     ) => attend_group::<4>
@@ -219,8 +335,15 @@ mod tests {
 
     #[test]
     fn matches_a_float64_softmax_and_ignores_positions_past_the_length() {
+        // 20 dimensions: the portable loops; 64: the AVX-512 kernel where the CPU has it.
+        for d in [20, 64] {
+            matches_reference(d);
+        }
+    }
+
+    fn matches_reference(d: usize) {
         // Five heads: one group of four (interleaved passes) and one on its own.
-        let (slots, heads, max_len, d) = (3, 5, 7, 20);
+        let (slots, heads, max_len) = (3, 5, 7);
         let shape = CacheShape {
             slots,
             heads,
@@ -252,6 +375,47 @@ mod tests {
         v[2 * heads * max_len * d..].fill(f32::NAN);
         decode_attention(&q, &k, &v, shape, &lengths, 0.3, &mut out).unwrap();
         assert_eq!(before, out);
+    }
+
+    #[test]
+    fn append_and_attend_writes_the_new_position_then_attends() {
+        for d in [20, 64] {
+            let (slots, heads, max_len) = (3, 5, 7);
+            let shape = CacheShape {
+                slots,
+                heads,
+                max_len,
+                head_dim: d,
+            };
+            let cache = slots * heads * max_len * d;
+            let (mut k, mut v) = (values(cache, 1), values(cache, 2));
+            let (k0, v0) = (k.clone(), v.clone());
+            let row = heads * d;
+            let qkv = values(2 * 3 * row, 3);
+            let lengths = [4, 7];
+            let mut out = vec![0.0; 2 * row];
+            append_and_attend(&qkv, &mut k, &mut v, shape, &lengths, 0.3, &mut out).unwrap();
+            let (mut k_want, mut v_want) = (k0, v0);
+            let mut q = Vec::new();
+            for (b, &n) in lengths.iter().enumerate() {
+                let new = &qkv[b * 3 * row..(b + 1) * 3 * row];
+                q.extend_from_slice(&new[..row]);
+                for h in 0..heads {
+                    let at = ((b * heads + h) * max_len + n - 1) * d;
+                    k_want[at..at + d].copy_from_slice(&new[row + h * d..row + (h + 1) * d]);
+                    v_want[at..at + d]
+                        .copy_from_slice(&new[2 * row + h * d..2 * row + (h + 1) * d]);
+                }
+            }
+            assert_eq!((&k, &v), (&k_want, &v_want));
+            let mut plain = vec![0.0; 2 * row];
+            decode_attention(&q, &k, &v, shape, &lengths, 0.3, &mut plain).unwrap();
+            assert_eq!(out, plain);
+            // A length of 0 has no position to write: an error, and nothing written.
+            let err = append_and_attend(&qkv, &mut k, &mut v, shape, &[0, 1], 0.3, &mut out);
+            assert!(err.is_err());
+            assert_eq!((&k, &v), (&k_want, &v_want));
+        }
     }
 
     #[test]

@@ -2,7 +2,11 @@
 
 One query per row over the first ``lengths[b]`` cache positions of slot ``b``; positions past
 a row's length (and slots past the batch) must not matter, and bad shapes or lengths raise
-``ValueError``, never a panic.
+``ValueError``, never a panic. Heads of 64 dimensions (GPT-2's) run the AVX-512 kernel where
+the CPU has it, other sizes the portable loops: both are tested.
+
+``_native.decode_attention_step`` also appends each row's new key and value, read from
+``c_attn``'s output, before attending.
 """
 
 from __future__ import annotations
@@ -33,16 +37,21 @@ def sdpa(q, k, v, lengths, scale):
     return y[:, :, 0]
 
 
+DIMS = [24, 64]
+
+
+@pytest.mark.parametrize("dim", DIMS)
 @pytest.mark.parametrize("seed", range(4))
-def test_equals_sdpa_with_a_mask(seed):
-    q, k, v, lengths = case(seed=seed)
+def test_equals_sdpa_with_a_mask(seed, dim):
+    q, k, v, lengths = case(seed=seed, dim=dim)
     out = torch.empty_like(q)
     _native.decode_attention(q.numpy(), k.numpy(), v.numpy(), lengths.numpy(), 0.2, out.numpy())
     torch.testing.assert_close(out, sdpa(q, k, v, lengths, 0.2), rtol=1e-5, atol=1e-5)
 
 
-def test_positions_past_a_row_and_other_slots_do_not_matter():
-    q, k, v, lengths = case(rows=3, slots=5)
+@pytest.mark.parametrize("dim", DIMS)
+def test_positions_past_a_row_and_other_slots_do_not_matter(dim):
+    q, k, v, lengths = case(rows=3, slots=5, dim=dim)
     lengths = torch.tensor([10, 3, 25])
     out = np.empty(q.shape, np.float32)
     _native.decode_attention(q.numpy(), k.numpy(), v.numpy(), lengths.numpy(), 1.0, out)
@@ -55,9 +64,10 @@ def test_positions_past_a_row_and_other_slots_do_not_matter():
     assert np.array_equal(out, again)
 
 
-def test_a_row_alone_equals_the_row_in_a_batch():
+@pytest.mark.parametrize("dim", DIMS)
+def test_a_row_alone_equals_the_row_in_a_batch(dim):
     """Batch invariance by construction: each (row, head) is computed on its own."""
-    q, k, v, lengths = case(rows=6, slots=6)
+    q, k, v, lengths = case(rows=6, slots=6, dim=dim)
     out = np.empty(q.shape, np.float32)
     _native.decode_attention(q.numpy(), k.numpy(), v.numpy(), lengths.numpy(), 0.5, out)
     for b in range(6):
@@ -67,9 +77,10 @@ def test_a_row_alone_equals_the_row_in_a_batch():
         assert np.array_equal(one[0], out[b])
 
 
-def test_heads_in_groups_give_the_bits_of_heads_alone():
+@pytest.mark.parametrize("dim", DIMS)
+def test_heads_in_groups_give_the_bits_of_heads_alone(dim):
     """Heads run four at a time with interleaved passes; each must equal its own run."""
-    q, k, v, lengths = case(heads=6)
+    q, k, v, lengths = case(heads=6, dim=dim)
     out = np.empty(q.shape, np.float32)
     _native.decode_attention(q.numpy(), k.numpy(), v.numpy(), lengths.numpy(), 0.3, out)
     for h in range(6):
@@ -101,3 +112,60 @@ def test_bad_input_raises_valueerror():
             _native.decode_attention(*args[:4], 1.0, args[4])
     with pytest.raises(TypeError):
         _native.decode_attention(qn.astype(np.float64), kn, vn, ln, 1.0, out)
+
+
+def qkv_case(rows=5, slots=7, heads=6, max_len=40, dim=64, seed=1):
+    """A cache, the rows' lengths before the step, and c_attn-shaped output [rows, 3*C]."""
+    q, k, v, lengths = case(rows, slots, heads, max_len, dim, seed)
+    lengths = lengths.clamp(max=max_len - 1)  # room for the new position
+    g = torch.Generator().manual_seed(seed + 100)
+    qkv = torch.randn(rows, 3 * heads * dim, generator=g)
+    return qkv, k, v, lengths
+
+
+@pytest.mark.parametrize("dim", DIMS)
+def test_step_appends_the_new_key_and_value_then_attends(dim):
+    qkv, k, v, before = qkv_case(dim=dim)
+    rows, heads = qkv.shape[0], k.shape[1]
+    k0, v0 = k.clone(), v.clone()
+    out = torch.empty(rows, heads * dim)
+    _native.decode_attention_step(
+        qkv.numpy(), k.numpy(), v.numpy(), (before + 1).numpy(), 0.3, out.numpy()
+    )
+    # The cache: the new key/value at each row's position, nothing else changed.
+    q, kn, vn = qkv.view(rows, 3, heads, dim).unbind(1)
+    k_want, v_want = k0.clone(), v0.clone()
+    for b, n in enumerate(before.tolist()):
+        k_want[b, :, n], v_want[b, :, n] = kn[b], vn[b]
+    assert torch.equal(k, k_want) and torch.equal(v, v_want)
+    # The output: attention over the updated cache, as the plain kernel computes it (same
+    # bits) and as SDPA does (close).
+    plain = np.empty((rows, heads, dim), np.float32)
+    _native.decode_attention(
+        q.contiguous().numpy(), k.numpy(), v.numpy(), (before + 1).numpy(), 0.3, plain
+    )
+    assert np.array_equal(out.numpy().reshape(rows, heads, dim), plain)
+    want = sdpa(q.contiguous(), k, v, before + 1, 0.3)
+    torch.testing.assert_close(out.view(rows, heads, dim), want, rtol=1e-5, atol=1e-5)
+
+
+def test_step_bad_input_raises_valueerror():
+    qkv, k, v, before = qkv_case()
+    rows, C = qkv.shape[0], qkv.shape[1] // 3
+    qn, kn, vn, ln = qkv.numpy(), k.numpy(), v.numpy(), (before + 1).numpy()
+    out = np.empty((rows, C), np.float32)
+    bad = [
+        (qn, kn, vn, np.zeros(rows, np.int64), out),  # no position to write
+        (qn, kn, vn, np.full(rows, 41), out),  # past the cache
+        (qn[:, :-3], kn, vn, ln, out),  # not 3 x heads x dim
+        (qn, kn, vn[:, :3], ln, out),  # k and v differ
+        (qn, kn, vn, ln, out[:, :-1]),  # output shape
+        (qn, kn, vn, ln[:-1], out),  # one length per row
+        (qn, kn[:, :, :, ::2], vn[:, :, :, ::2], ln, np.empty((rows, C // 2), np.float32)),
+    ]
+    for args in bad:
+        with pytest.raises(ValueError):
+            _native.decode_attention_step(*args[:4], 1.0, args[4])
+    with pytest.raises((ValueError, TypeError)):  # the same array twice: one writer at a time
+        _native.decode_attention_step(qn, kn, kn, ln, 1.0, out)
+    assert torch.equal(k, qkv_case()[1])  # nothing was written by a refused call

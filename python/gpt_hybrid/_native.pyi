@@ -126,3 +126,17 @@ def decode_attention(
     """Writes into ``out`` [rows, heads, dim] the attention of ``q`` (same shape) over the first
     ``lengths[b]`` positions of cache slot ``b`` of ``k``/``v`` [slots, heads, max_len, dim];
     C-contiguous float32 (``lengths`` int64). ValueError for bad shapes or lengths."""
+
+def decode_attention_step(
+    qkv: np.ndarray,
+    k: np.ndarray,
+    v: np.ndarray,
+    lengths: np.ndarray,
+    scale: float,
+    out: np.ndarray,
+) -> None:
+    """One layer's decode step: writes row ``b``'s key and value (from ``qkv`` [rows, 3 * heads
+    * dim], ``c_attn``'s output) into ``k``/``v`` [slots, heads, max_len, dim] at position
+    ``lengths[b] - 1``, then writes into ``out`` [rows, heads * dim] the attention of its query
+    over the first ``lengths[b]`` positions. C-contiguous float32 (``lengths`` int64).
+    ValueError for bad shapes or lengths."""

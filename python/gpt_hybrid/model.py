@@ -25,7 +25,6 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -266,24 +265,25 @@ class CausalSelfAttention(nn.Module):
         row_lengths: list[int] | None,
     ) -> torch.Tensor:
         """One token per row (``x`` [B, 1, C], rows 0..B-1 of the cache) at ``positions`` [B]."""
-        q, k, v = self._heads(x)
         B = x.shape[0]
-        k_cache[rows, :, positions] = k[:, :, 0]  # (B, nh, hs) written at each row's position
-        v_cache[rows, :, positions] = v[:, :, 0]
-        if _native_attention(q, k_cache):
+        if _native_attention(x, k_cache):
             # Each row over exactly its own length, one (row, head) at a time: as fast as the
-            # cache can be read, and batch-invariant by construction (rust/attention.rs).
-            lengths = positions.numpy() + 1 if row_lengths is None else np.array(row_lengths)
-            y = torch.empty(B, self.n_head, self.head_dim)
-            _native.decode_attention(
-                q[:, :, 0].contiguous().numpy(),
+            # cache can be read, and batch-invariant by construction (rust/attention.rs). The
+            # kernel also stores the new key and value, straight from c_attn's output.
+            qkv = self.c_attn(x[:, 0]).contiguous()
+            y = torch.empty(B, self.n_head * self.head_dim)
+            _native.decode_attention_step(
+                qkv.numpy(),
                 k_cache.numpy(),
                 v_cache.numpy(),
-                lengths.astype(np.int64),
+                positions.numpy() + 1,
                 self.scale,
                 y.numpy(),
             )
-            return self._project(y.unsqueeze(2))
+            return self.resid_dropout(self.c_proj(y))[:, None]
+        q, k, v = self._heads(x)
+        k_cache[rows, :, positions] = k[:, :, 0]  # (B, nh, hs) written at each row's position
+        v_cache[rows, :, positions] = v[:, :, 0]
         if row_lengths is None:
             L = mask.shape[-1]
             # Views, not copies: the engine keeps active rows at the front of the cache.
@@ -298,15 +298,15 @@ class CausalSelfAttention(nn.Module):
         return self._project(y)
 
 
-def _native_attention(q: torch.Tensor, k_cache: torch.Tensor) -> bool:
+def _native_attention(x: torch.Tensor, k_cache: torch.Tensor) -> bool:
     """Whether the decode step's attention can run in the native kernel: float32 on the CPU,
     no gradient, a contiguous cache layer."""
     return (
-        q.dtype == torch.float32
+        x.dtype == torch.float32
         and k_cache.dtype == torch.float32
-        and q.device.type == "cpu"
+        and x.device.type == "cpu"
         and k_cache.device.type == "cpu"
-        and not (torch.is_grad_enabled() and q.requires_grad)
+        and not torch.is_grad_enabled()
         and k_cache.is_contiguous()
     )
 
