@@ -349,3 +349,35 @@ def test_prefill_groups_bound_padding_and_size(llm, invariant):
             assert len(g) * width <= 1.25 * real
     if not invariant:
         assert len(groups) < len(lengths) / 2  # short prompts really share calls
+
+
+def test_unfilled_cache_is_never_read_past_a_row_and_64_dim_heads_match(tmp_path, monkeypatch):
+    """float32 on the CPU makes its KV cache unfilled (``zero=False``): the native decode
+    attention must never read a position no row has written. The cache is filled with NaN
+    here, so any such read would show in the tokens. Heads of 64 dimensions run the AVX-512
+    kernel where the CPU has it; greedy output must equal the no-cache reference."""
+    import gpt_hybrid.engine as engine_module
+    from gpt_hybrid.tokenizer import Tokenizer
+
+    made = []
+
+    class Garbage(engine_module.KVCache):
+        def __init__(self, *args, **kwargs) -> None:
+            super().__init__(*args, **kwargs)
+            made.append(kwargs.get("zero", True))
+            with torch.inference_mode():
+                self.k.fill_(float("nan"))
+                self.v.fill_(float("nan"))
+
+    monkeypatch.setattr(engine_module, "KVCache", Garbage)
+    from gpt_hybrid.model import GPT2
+
+    path = make_hf_checkpoint(tmp_path, seed=3, n_embd=128, n_head=2, vocab_size=256)
+    tok = Tokenizer.from_ranks({bytes([b]): b for b in range(256)})
+    llm = Generator(GPT2.from_pretrained(path), tok, max_batch_size=3)
+    prompts = [[(11 * i + j) % 256 for j in range(2 + 5 * i)] for i in range(5)]
+    params = [greedy(max_new_tokens=n, ignore_eos=True) for n in (9, 4, 12, 1, 6)]
+    out = llm.engine.generate(prompts, params)
+    assert made == [False]
+    for prompt, p, (c,) in zip(prompts, params, out, strict=True):
+        assert c.token_ids == reference_generate(llm.model, prompt, p.max_new_tokens)

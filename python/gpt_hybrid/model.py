@@ -298,14 +298,18 @@ class CausalSelfAttention(nn.Module):
         return self._project(y)
 
 
+def native_decode_attention(dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether a model of this dtype and device runs decode attention in the native kernel
+    (under ``torch.inference_mode``, with a contiguous cache: as the engine runs it)."""
+    return dtype == torch.float32 and torch.device(device).type == "cpu"
+
+
 def _native_attention(x: torch.Tensor, k_cache: torch.Tensor) -> bool:
-    """Whether the decode step's attention can run in the native kernel: float32 on the CPU,
+    """Whether this decode step's attention can run in the native kernel: float32 on the CPU,
     no gradient, a contiguous cache layer."""
     return (
-        x.dtype == torch.float32
-        and k_cache.dtype == torch.float32
-        and x.device.type == "cpu"
-        and k_cache.device.type == "cpu"
+        native_decode_attention(x.dtype, x.device)
+        and native_decode_attention(k_cache.dtype, k_cache.device)
         and not torch.is_grad_enabled()
         and k_cache.is_contiguous()
     )
