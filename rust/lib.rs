@@ -10,8 +10,9 @@
 
 /// Defines `$name`, which runs the `#[inline(always)]` function `$generic` compiled for
 /// AVX-512 when the CPU has it (see [`has_avx512`]), for AVX2 + FMA (as `$avx`) when it has
-/// those, and as plain x86-64 (SSE2) code otherwise. With `avx2_only` first, the AVX-512
-/// build is left out (for loops that LLVM compiles worse with it; measured per kernel).
+/// those, and as plain x86-64 (SSE2) code otherwise. With `avx2_only` first (before any doc
+/// comment), the AVX-512 build is left out, for loops that LLVM compiles worse with it
+/// (measured per kernel: it sometimes splits 16 lanes into 128-bit pieces).
 ///
 /// Why: the wheel targets every x86-64 CPU, but the passes over the row run about 3x
 /// faster with 8-wide vectors, and faster again with 16-wide ones. The result is the same
