@@ -8,10 +8,13 @@ back to F.linear.
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 from gpt_hybrid.linear import Linear, linear, onednn_available, padded_rows
+from torch import nn
 
 needs_onednn = pytest.mark.skipif(not onednn_available(), reason="torch built without oneDNN")
 
@@ -131,6 +134,55 @@ def test_pack_model_releases_the_checkpoint_pages_and_keeps_the_values(tmp_path)
     assert torch.equal(model[0].weight, expected)
     with torch.no_grad():
         torch.testing.assert_close(model(x), F.linear(x, expected), rtol=1e-5, atol=1e-5)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * 4096 / 2**20
+
+
+def _in_page_cache(t: torch.Tensor) -> float:
+    """The fraction of ``t``'s pages that ``mincore`` reports in core (for a file mapping:
+    in the page cache, mapped or not)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    start, n = t.untyped_storage().data_ptr(), t.untyped_storage().nbytes()
+    lo = start // 4096 * 4096
+    pages = (start + n - lo + 4095) // 4096
+    vec = (ctypes.c_ubyte * pages)()
+    assert libc.mincore(ctypes.c_void_p(lo), ctypes.c_size_t(pages * 4096), vec) == 0
+    return sum(v & 1 for v in vec) / pages
+
+
+@needs_onednn
+def test_a_weight_an_embedding_shares_stays_in_the_page_cache(tmp_path) -> None:
+    """A tied LM head (the embedding still reads its rows): packing unmaps its pages (RSS
+    drops) but leaves them in the page cache, so a row read later is not a read from disk;
+    an untied weight's pages leave the page cache too."""
+    from gpt_hybrid.linear import pack_model
+    from safetensors.torch import load_file, save_file
+
+    save_file(
+        {"tied": torch.randn(4096, 1024), "other": torch.randn(4096, 1024)},
+        tmp_path / "w.safetensors",
+    )
+    os.sync()  # written pages are dirty until flushed, and the kernel reclaims only clean ones
+    weights = load_file(tmp_path / "w.safetensors")
+    emb, head = nn.Embedding(4096, 1024), Linear(1024, 4096, bias=False)
+    other = Linear(1024, 4096, bias=False)
+    emb.weight = head.weight = nn.Parameter(weights["tied"], requires_grad=False)
+    other.weight = nn.Parameter(weights["other"], requires_grad=False)
+    model = nn.ModuleList([emb, head, other])
+    expected = weights["tied"].clone()
+    _ = float(weights["tied"].sum()) + float(weights["other"].sum())  # 32 MB resident
+    before = _rss_mb()
+    assert pack_model(model) == 2
+    assert _rss_mb() < before + 8  # +32 MB of blocked copies, -32 MB of mapped file pages
+    assert _in_page_cache(weights["tied"]) > 0.9
+    assert _in_page_cache(weights["other"]) < 0.5
+    ids = torch.tensor([0, 17, 4095])
+    assert torch.equal(emb(ids), expected[ids])
 
 
 @needs_onednn

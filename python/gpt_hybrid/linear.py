@@ -213,6 +213,8 @@ def pack_model(model: nn.Module, release: bool = True) -> int:
     from gpt_hybrid.pages import file_mappings, release_file_pages
 
     maps = file_mappings() if release else []
+    # A weight an embedding shares (GPT-2's tied LM head) is still read, a few rows a step.
+    embedded = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     packed, fresh = [], 0
     for m in model.modules():
         if not isinstance(m, Linear):
@@ -224,10 +226,10 @@ def pack_model(model: nn.Module, release: bool = True) -> int:
                 fresh += 1
                 # One weight at a time, so that the peak is the copies plus one original, not
                 # both models.
-                release_file_pages([m.weight], maps)
+                release_file_pages([m.weight], maps, id(m.weight) in embedded)
     if fresh:
         # Again for all: reading one weight maps some pages of its neighbours in the file
-        # (fault-around). (The tied LM head shares wte with the embedding, which reads a few
-        # rows per step: those pages come back, the rest stay out.)
-        release_file_pages(packed, maps)
+        # (fault-around).
+        for w in packed:
+            release_file_pages([w], maps, id(w) in embedded)
     return len(packed)

@@ -17,6 +17,7 @@ import sys
 
 import torch
 
+_MADV_DONTNEED = 4
 _MADV_PAGEOUT = 21
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -41,13 +42,20 @@ def file_mappings() -> list[tuple[int, int]]:
 
 
 def release_file_pages(
-    tensors: list[torch.Tensor], maps: list[tuple[int, int]] | None = None
+    tensors: list[torch.Tensor],
+    maps: list[tuple[int, int]] | None = None,
+    still_read: bool = False,
 ) -> int:
     """Asks the kernel to reclaim the file-backed pages of ``tensors``' storages.
 
     Returns the number of bytes advised (0 where not supported: not Linux, an anonymous or
     non-CPU tensor, an old kernel). The tensors stay valid and unchanged. ``maps``: the
     result of :func:`file_mappings`, to read ``/proc/self/maps`` once for many calls.
+
+    ``still_read``: the tensor is still read now and then (a tied embedding: a few rows per
+    step). Its pages are then only unmapped (``MADV_DONTNEED``): they leave the RSS but stay
+    in the page cache, so a row read again costs a minor fault, not a read from disk
+    (measured: 22 ms per batch-1 run of 32-token prompts with ``MADV_PAGEOUT``).
 
     >>> release_file_pages([torch.zeros(4)])  # anonymous memory: left alone
     0
@@ -71,6 +79,7 @@ def release_file_pages(
             continue
         # Whole pages inside the storage only: its neighbours in the file stay untouched.
         lo, hi = -(-start // _PAGE) * _PAGE, end // _PAGE * _PAGE
-        if hi > lo and madvise(lo, hi - lo, _MADV_PAGEOUT) == 0:
+        advice = _MADV_DONTNEED if still_read else _MADV_PAGEOUT
+        if hi > lo and madvise(lo, hi - lo, advice) == 0:
             done += hi - lo
     return done
