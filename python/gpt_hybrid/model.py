@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -267,20 +268,8 @@ class CausalSelfAttention(nn.Module):
         """One token per row (``x`` [B, 1, C], rows 0..B-1 of the cache) at ``positions`` [B]."""
         B = x.shape[0]
         if _native_attention(x, k_cache):
-            # Each row over exactly its own length, one (row, head) at a time: as fast as the
-            # cache can be read, and batch-invariant by construction (rust/attention.rs). The
-            # kernel also stores the new key and value, straight from c_attn's output.
-            qkv = self.c_attn(x[:, 0]).contiguous()
-            y = torch.empty(B, self.n_head * self.head_dim)
-            _native.decode_attention_step(
-                qkv.numpy(),
-                k_cache.numpy(),
-                v_cache.numpy(),
-                positions.numpy() + 1,
-                self.scale,
-                y.numpy(),
-            )
-            return self.resid_dropout(self.c_proj(y))[:, None]
+            lengths = positions.numpy() + 1
+            return self.decode_native(x[:, 0], k_cache.numpy(), v_cache.numpy(), lengths)[:, None]
         q, k, v = self._heads(x)
         k_cache[rows, :, positions] = k[:, :, 0]  # (B, nh, hs) written at each row's position
         v_cache[rows, :, positions] = v[:, :, 0]
@@ -296,6 +285,22 @@ class CausalSelfAttention(nn.Module):
                 q[b : b + 1], k_cache[b : b + 1, :, :n], v_cache[b : b + 1, :, :n]
             )
         return self._project(y)
+
+    def decode_native(
+        self, x: torch.Tensor, k_cache: np.ndarray, v_cache: np.ndarray, lengths: np.ndarray
+    ) -> torch.Tensor:
+        """:meth:`decode` where :func:`_native_attention` holds, on ``x`` [B, C] (one row per
+        cache slot), with the cache layer as arrays and ``lengths`` = positions + 1 (int64).
+
+        Each row attends over exactly its own length, one (row, head) at a time: as fast as
+        the cache can be read, and batch-invariant by construction (rust/attention.rs). The
+        kernel also stores the new key and value, straight from c_attn's output.
+        """
+        qkv = self.c_attn(x).contiguous()
+        y = torch.empty(x.shape[0], self.n_head * self.head_dim)
+        _native.decode_attention_step(qkv.numpy(), k_cache, v_cache, lengths, self.scale, y.numpy())
+        y = self.c_proj(y)
+        return self.resid_dropout(y) if self.training else y
 
 
 def native_decode_attention(dtype: torch.dtype, device: torch.device) -> bool:
@@ -329,7 +334,8 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.c_fc.forward_tanh_gelu(x) if self.tanh_gelu else self.act(self.c_fc(x))
-        return self.dropout(self.c_proj(h))
+        h = self.c_proj(h)
+        return self.dropout(h) if self.training else h
 
 
 class Block(nn.Module):
@@ -497,12 +503,22 @@ class GPT2(nn.Module):
             float32 logits [B, V].
         """
         B = input_ids.shape[0]
+        x = self._embed(input_ids[:, None], positions[:, None])
+        if _native_attention(x, k_cache):
+            # The fast path, with the per-step work done once: rows stay [B, C], and the
+            # lengths and the cache layers' arrays are made once.
+            lengths, ks, vs = positions.numpy() + 1, k_cache.numpy(), v_cache.numpy()
+            x = x[:, 0]
+            for i, block in enumerate(self.transformer.h):
+                h = block.ln_1(x)
+                x = x + block.attn.decode_native(h, ks[i], vs[i], lengths)
+                x = x + block.mlp(block.ln_2(x))
+            return self.lm_head(self.transformer.ln_f(x)).float()
         rows = torch.arange(B, device=input_ids.device)
         L = int(positions.max()) + 1
         # (B, 1, 1, L): row b attends to its own positions 0..positions[b].
         mask = (torch.arange(L, device=positions.device) <= positions[:, None])[:, None, None, :]
         row_lengths = (positions + 1).tolist() if batch_invariant else None
-        x = self._embed(input_ids[:, None], positions[:, None])
         for i, block in enumerate(self.transformer.h):
             h = block.ln_1(x)
             x = x + block.attn.decode(h, k_cache[i], v_cache[i], rows, positions, mask, row_lengths)
