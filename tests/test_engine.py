@@ -381,3 +381,25 @@ def test_unfilled_cache_is_never_read_past_a_row_and_64_dim_heads_match(tmp_path
     assert made == [False]
     for prompt, p, (c,) in zip(prompts, params, out, strict=True):
         assert c.token_ids == reference_generate(llm.model, prompt, p.max_new_tokens)
+
+
+def test_an_unfilled_cache_is_zeros_and_not_resident_until_written():
+    """``KVCache(zero=False)`` (float32 CPU): anonymous pages the kernel zero-fills on first
+    touch, so a large cache costs no RSS until positions are written, and never holds
+    garbage (not even on 2 MB pages, which would make a whole 2 MB resident per touch)."""
+    from gpt_hybrid.engine import KVCache
+    from gpt_hybrid.model import GPT2Config
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    cfg = GPT2Config(n_layer=4, n_head=4, n_embd=256)
+    before = rss_mb()
+    cache = KVCache(cfg, 8, 1024, zero=False)  # 2 x 32 MB
+    assert cache.k.shape == (4, 8, 4, 1024, 64) and cache.k.dtype == torch.float32
+    assert rss_mb() < before + 4
+    with torch.inference_mode():
+        cache.k[0, 0, 0, :4] = 1.0  # one position: one small page, not 2 MB
+    assert rss_mb() < before + 1.5
+    assert float(cache.v.abs().sum()) == 0.0 and float(cache.k.sum()) == 4 * 64
