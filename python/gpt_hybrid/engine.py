@@ -126,10 +126,11 @@ class KVCache:
     once), so the whole cache is taken when the run starts: that is what the engine checks
     against the available memory before making it.
 
-    ``zero=False`` leaves it unfilled, for float32 on the CPU, where decode attention runs in
-    the native kernel, which never reads a position past a row's length: a page then becomes
-    resident when a sequence first reaches it (the mixed benchmark's peak RSS: 2641 -> 2420
-    MB), and a run does not start by zeroing it (70 ms for 32 rows of 96 positions). The
+    ``zero=False`` (float32 on the CPU, where decode attention runs in the native kernel,
+    which never reads a position past a row's length) takes fresh anonymous pages instead,
+    which the kernel zero-fills when each is first touched: a page becomes resident when a
+    sequence first reaches it (the mixed benchmark's peak RSS: 2641 -> 2420 MB), and a run
+    does not start with a memset of the whole cache (70 ms for 32 rows of 96 positions). The
     engine still plans memory for the whole cache.
 
     Example:
