@@ -103,7 +103,12 @@ fn check(
             "key/value caches hold {k_values} and {v_values} values, not {slots}x{heads}x{max_len}x{d}"
         )));
     }
-    if rows > slots || q_values != rows * q_row || out_values != rows * heads * d || d == 0 {
+    if rows > slots
+        || q_values != rows * q_row
+        || out_values != rows * heads * d
+        || d == 0
+        || heads == 0
+    {
         return Err(Error::Value(format!(
             "{rows} rows of {q_row} query values ({q_values} values, output {out_values}) do not \
              fit a cache of {slots} slots, {heads} heads of {d}"
@@ -435,5 +440,11 @@ mod tests {
         assert!(decode_attention(&q[..8], &k, &v, shape, &[1, 1], 1.0, &mut out).is_err());
         assert!(decode_attention(&q, &k, &v, shape, &[1, 2, 3], 1.0, &mut out).is_err());
         assert!(decode_attention(&q, &k, &v, shape, &[4, 4], 1.0, &mut out).is_ok());
+        // No heads: an error, not a division of the rows into zero-sized chunks.
+        let none = CacheShape { heads: 0, ..shape };
+        let (mut k0, mut v0) = (Vec::new(), Vec::new());
+        let err = append_and_attend(&[], &mut k0, &mut v0, none, &[1, 1], 1.0, &mut []);
+        assert!(err.is_err());
+        assert!(decode_attention(&[], &k0, &v0, none, &[1, 1], 1.0, &mut []).is_err());
     }
 }

@@ -162,6 +162,7 @@ def test_step_bad_input_raises_valueerror():
         (qn, kn, vn, ln, out[:, :-1]),  # output shape
         (qn, kn, vn, ln[:-1], out),  # one length per row
         (qn, kn[:, :, :, ::2], vn[:, :, :, ::2], ln, np.empty((rows, C // 2), np.float32)),
+        (qn[:, :0], kn[:, :0], vn[:, :0], ln, out[:, :0]),  # no heads
     ]
     for args in bad:
         with pytest.raises(ValueError):
