@@ -151,3 +151,24 @@ def test_forward_rejects_bad_input(tmp_path):
         model(torch.zeros(1, 2))
     with pytest.raises(ValueError, match=r"\[B, T\]"):
         model(torch.zeros(3, dtype=torch.long))
+
+
+def test_building_on_meta_runs_no_random_init(monkeypatch):
+    """A loaded model is built on the meta device; torch's ``normal_`` there imports torch's
+    compiler stack (0.9 s and ~150 MB on a process's first load), so nothing may call it.
+    Built on the CPU, every weight is still initialised (HF's scheme: std 0.02)."""
+    cfg = GPT2Config(n_layer=1, n_head=2, n_embd=8, vocab_size=50, n_positions=16)
+
+    def refuse(self, *args, **kwargs):
+        raise AssertionError("normal_ called while building on meta")
+
+    with monkeypatch.context() as m:
+        m.setattr(torch.Tensor, "normal_", refuse)
+        with torch.device("meta"):
+            model = GPT2(cfg)
+    assert model.transformer.wte.weight.device.type == "meta"
+    torch.manual_seed(0)
+    model = GPT2(cfg)
+    for name, p in model.named_parameters():
+        if name.endswith(("wte.weight", "wpe.weight", "c_fc.weight")):
+            assert 0.005 < float(p.detach().std()) < 0.05, name
