@@ -403,3 +403,32 @@ def test_an_unfilled_cache_is_zeros_and_not_resident_until_written():
         cache.k[0, 0, 0, :4] = 1.0  # one position: one small page, not 2 MB
     assert rss_mb() < before + 1.5
     assert float(cache.v.abs().sum()) == 0.0 and float(cache.k.sum()) == 4 * 64
+
+
+def test_freeing_a_slot_of_an_unfilled_cache_gives_its_pages_back():
+    """A finished sequence's slot is handed back to the kernel (``free_slot``): its pages
+    leave the RSS and read as zeros, and the other slots keep their contents."""
+    from gpt_hybrid.engine import KVCache
+    from gpt_hybrid.model import GPT2Config
+
+    def rss_mb() -> float:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096 / 2**20
+
+    cfg = GPT2Config(n_layer=4, n_head=4, n_embd=256)
+    cache = KVCache(cfg, 4, 1024, zero=False)  # 2 x 16 MB; a slot is 1 MB per layer per K/V
+    with torch.inference_mode():
+        cache.k[:, 1:3] = 1.0
+        cache.v[:, 1:3] = 2.0
+    cache.lengths[1:3] = 1024
+    full = rss_mb()
+    cache.free_slot(1)
+    assert rss_mb() < full - 6  # 8 MB of slot 1 returned
+    assert cache.lengths[1] == 0
+    assert float(cache.k[:, 1].abs().sum()) == 0.0 and float(cache.v[:, 1].abs().sum()) == 0.0
+    assert bool((cache.k[:, 2] == 1.0).all()) and bool((cache.v[:, 2] == 2.0).all())
+    filled = KVCache(cfg, 2, 16)  # the default zero-filled cache: only its length is reset
+    with torch.inference_mode():
+        filled.k.fill_(3.0)
+    filled.free_slot(0)
+    assert bool((filled.k == 3.0).all())

@@ -12,8 +12,10 @@ applied only to ranges that ``/proc/self/maps`` shows as mappings of a regular f
 from __future__ import annotations
 
 import ctypes
+import functools
 import os
 import sys
+from typing import Any
 
 import torch
 
@@ -83,3 +85,31 @@ def release_file_pages(
         if hi > lo and madvise(lo, hi - lo, advice) == 0:
             done += hi - lo
     return done
+
+
+def discard_pages(address: int, nbytes: int) -> int:
+    """Frees the whole pages inside ``[address, address + nbytes)`` of private anonymous memory
+    (``MADV_DONTNEED``): they read as zeros again and leave the RSS until written. Returns the
+    bytes freed (0 where not supported).
+
+    >>> discard_pages(0, 0)
+    0
+    """
+    if not sys.platform.startswith("linux"):
+        return 0
+    lo, hi = -(-address // _PAGE) * _PAGE, (address + nbytes) // _PAGE * _PAGE
+    madvise = _madvise()
+    if hi <= lo or madvise is None:
+        return 0
+    return hi - lo if madvise(lo, hi - lo, _MADV_DONTNEED) == 0 else 0
+
+
+@functools.cache
+def _madvise() -> Any:
+    """libc's ``madvise`` through ctypes (looked up once), or None."""
+    try:
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+    except (OSError, AttributeError):
+        return None
+    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    return madvise
