@@ -346,17 +346,22 @@ mod tests {
         }
     }
 
-    fn matches_reference(d: usize) {
-        // Five heads: one group of four (interleaved passes) and one on its own.
-        let (slots, heads, max_len) = (3, 5, 7);
+    /// Three slots of five heads (one group of four, with interleaved passes, and one on its
+    /// own) and seven positions, heads of `d` dimensions; the cache's keys and values.
+    fn small_cache(d: usize) -> (CacheShape, Vec<f32>, Vec<f32>) {
         let shape = CacheShape {
-            slots,
-            heads,
-            max_len,
+            slots: 3,
+            heads: 5,
+            max_len: 7,
             head_dim: d,
         };
-        let cache = slots * heads * max_len * d;
-        let (k, mut v) = (values(cache, 1), values(cache, 2));
+        let cache = shape.slots * shape.heads * shape.max_len * d;
+        (shape, values(cache, 1), values(cache, 2))
+    }
+
+    fn matches_reference(d: usize) {
+        let (shape, k, mut v) = small_cache(d);
+        let (heads, max_len) = (shape.heads, shape.max_len);
         let q = values(2 * heads * d, 3);
         let lengths = [5, 7];
         let mut out = vec![0.0; q.len()];
@@ -385,15 +390,8 @@ mod tests {
     #[test]
     fn append_and_attend_writes_the_new_position_then_attends() {
         for d in [20, 64] {
-            let (slots, heads, max_len) = (3, 5, 7);
-            let shape = CacheShape {
-                slots,
-                heads,
-                max_len,
-                head_dim: d,
-            };
-            let cache = slots * heads * max_len * d;
-            let (mut k, mut v) = (values(cache, 1), values(cache, 2));
+            let (shape, mut k, mut v) = small_cache(d);
+            let (heads, max_len) = (shape.heads, shape.max_len);
             let (k0, v0) = (k.clone(), v.clone());
             let row = heads * d;
             let qkv = values(2 * 3 * row, 3);

@@ -61,6 +61,7 @@ import torch
 from gpt_hybrid import memory
 from gpt_hybrid.linear import pack_model
 from gpt_hybrid.model import GPT2, native_decode_attention
+from gpt_hybrid.pages import discard_pages
 
 # MKL's fp32 GEMM computes a row the same way for every batch height M >= 4 (measured).
 _INVARIANT_MIN_ROWS = 4
@@ -150,13 +151,13 @@ class KVCache:
         zero: bool = True,
     ) -> None:
         shape = (config.n_layer, slots, config.n_head, max_len, config.head_dim)
+        self.lazy = not zero and torch.device(device).type == "cpu" and dtype == torch.float32
         with torch.inference_mode():
-            if zero or torch.device(device).type != "cpu" or dtype != torch.float32:
+            if self.lazy:
+                self.k, self.v = _lazy_zeros(shape), _lazy_zeros(shape)
+            else:
                 self.k = torch.zeros(shape, dtype=dtype, device=device)
                 self.v = torch.zeros(shape, dtype=dtype, device=device)
-            else:
-                self.k, self.v = _lazy_zeros(shape), _lazy_zeros(shape)
-        self.lazy = not zero and self.k.device.type == "cpu" and self.k.dtype == torch.float32
         self.lengths = np.zeros(slots, dtype=np.int64)
 
     @property
@@ -171,8 +172,6 @@ class KVCache:
         self.lengths[slot] = 0
         if not self.lazy:
             return
-        from gpt_hybrid.pages import discard_pages
-
         layers, slots = self.k.shape[0], self.k.shape[1]
         per_slot = self.k[0, 0].numel() * self.k.element_size()
         for t in (self.k, self.v):

@@ -66,11 +66,9 @@ def release_file_pages(
         return 0
     if maps is None:
         maps = file_mappings()
-    try:
-        madvise = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):
+    madvise = _madvise()
+    if madvise is None:
         return 0
-    madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     done = 0
     for t in tensors:
         if t.device.type != "cpu":
