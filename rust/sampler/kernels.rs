@@ -119,20 +119,23 @@ const ROUND_MAGIC: f32 = 12_582_912.0;
 /// `exp(x)` for `x <= 0` (the shifted, scaled logits), within ~2 ulp; -inf gives 0.
 ///
 /// Cephes' `expf` range reduction and polynomial, written branch-free so that loops over it
-/// vectorise.
+/// vectorise. Fused multiply-adds (`mul_add`) halve its instructions where the CPU has
+/// them, and round the same everywhere: a build without hardware FMA computes the same
+/// bits in software, so every build gives the same weights.
 #[inline(always)]
 pub fn exp_nonpositive(x: f32) -> f32 {
     let xc = if x > EXP_MIN { x } else { EXP_MIN };
-    let t = xc * LOG2E + ROUND_MAGIC;
+    let t = xc.mul_add(LOG2E, ROUND_MAGIC);
     let n = t - ROUND_MAGIC;
-    let r = xc - n * LN2_HI - n * LN2_LO;
+    let r = n.mul_add(-LN2_HI, xc);
+    let r = n.mul_add(-LN2_LO, r);
     let mut p = 1.987_569_1e-4_f32;
-    p = p * r + 1.398_199_9e-3;
-    p = p * r + 8.333_452e-3;
-    p = p * r + 4.166_579_6e-2;
-    p = p * r + 1.666_666_5e-1;
-    p = p * r + 0.5;
-    let y = p * r * r + r + 1.0;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 0.5);
+    let y = p.mul_add(r * r, r) + 1.0;
     // The integer n sits in the low mantissa bits of t; 2^n is built from its bits.
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
     let scale = f32::from_bits((ni.wrapping_add(127) << 23) as u32);
@@ -155,10 +158,41 @@ fn exp_shifted_generic(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
     }
 }
 
+/// Buckets of [`weight_bucket`].
+pub const WEIGHT_BUCKETS: usize = 1024;
+/// Float bits below a weight's bucket (8 exponent bits + 3 mantissa bits remain).
+pub const WEIGHT_BUCKET_SHIFT: u32 = 20;
+
+/// The bucket of a weight in (0, 1] by the top bits of its float representation: 0..=1016,
+/// each spanning a factor of 2^(1/8), a higher bucket holding larger weights.
+#[inline(always)]
+pub fn weight_bucket(w: f32) -> usize {
+    (w.to_bits() >> WEIGHT_BUCKET_SHIFT) as usize & (WEIGHT_BUCKETS - 1)
+}
+
 simd_dispatch! {
     /// [`exp_shifted`] into `out`, returning what [`sum_and_high`] would of `out` (bit for
     /// bit: the same blocks and lanes), while each block of the output is still in L1.
-    pub fn exp_shifted_sums / exp_shifted_sums_avx2 (x: &[f32], max: f32, inv_t: f32, out: &mut [f32], high: f32) -> (f64, f64) => exp_shifted_sums_generic
+    ///
+    /// `next` (the row this thread takes next, or empty) is fetched into cache meanwhile:
+    /// this pass is bound by arithmetic, and the next row's first pass by memory.
+    pub fn exp_shifted_sums / exp_shifted_sums_avx2 (x: &[f32], max: f32, inv_t: f32, out: &mut [f32], high: f32, next: &[f32]) -> (f64, f64) => exp_shifted_sums_generic
+}
+
+/// Asks for the cache line holding `x[i]` (nothing if out of range).
+#[inline(always)]
+fn prefetch(x: &[f32], i: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = x.get(i) {
+        // SAFETY: the address is inside `x`; a prefetch reads nothing into registers.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                (v as *const f32).cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (x, i);
 }
 
 #[inline(always)]
@@ -168,16 +202,54 @@ fn exp_shifted_sums_generic(
     inv_t: f32,
     out: &mut [f32],
     high: f32,
+    next: &[f32],
 ) -> (f64, f64) {
     let mut total = 0.0f64;
     let mut above = 0.0f64;
+    // One cache line (16 floats) of the next row for each 16 weights computed.
+    let mut ahead = 0;
     for (xb, ob) in x.chunks(SUM_BLOCK).zip(out.chunks_mut(SUM_BLOCK)) {
-        exp_shifted_generic(xb, max, inv_t, ob);
-        let (all, big) = block_sums_above(ob, high);
-        total += f64::from(all);
-        above += f64::from(big);
+        // One loop computes, stores and adds each weight while it is in a register.
+        let mut all = [0.0f32; LANES];
+        let mut big = [0.0f32; LANES];
+        let xc = xb.chunks_exact(LANES);
+        let x_tail = xc.remainder();
+        let mut oc = ob.chunks_exact_mut(LANES);
+        for (xs, os) in xc.zip(&mut oc) {
+            let xs: &[f32; LANES] = xs.try_into().unwrap_or(&[0.0; LANES]);
+            let os: &mut [f32; LANES] = match os.try_into() {
+                Ok(os) => os,
+                Err(_) => continue,
+            };
+            prefetch(next, ahead);
+            ahead += LANES;
+            for j in 0..LANES {
+                let w = exp_nonpositive((xs[j] - max) * inv_t);
+                os[j] = w;
+                all[j] += w;
+                big[j] += if w >= high { w } else { 0.0 };
+            }
+        }
+        for (j, (&v, o)) in x_tail.iter().zip(oc.into_remainder()).enumerate() {
+            let w = exp_nonpositive((v - max) * inv_t);
+            *o = w;
+            all[j] += w;
+            big[j] += if w >= high { w } else { 0.0 };
+        }
+        total += f64::from(lane_total(&all));
+        above += f64::from(lane_total(&big));
     }
     (total, above)
+}
+
+/// The sum of 16 lanes, in a fixed order (the same in every build).
+#[inline(always)]
+fn lane_total(lanes: &[f32; LANES]) -> f32 {
+    let mut half = [0.0f32; LANES / 2];
+    for j in 0..LANES / 2 {
+        half[j] = lanes[j] + lanes[j + LANES / 2];
+    }
+    half.iter().sum()
 }
 
 simd_dispatch! {
@@ -217,28 +289,16 @@ fn sum_and_high(w: &[f32], high: f32) -> (f64, f64) {
     let mut total = 0.0f64;
     let mut above = 0.0f64;
     for block in w.chunks(SUM_BLOCK) {
-        let (all, big) = block_sums_above(block, high);
-        total += f64::from(all);
-        above += f64::from(big);
+        let mut all = [0.0f32; LANES];
+        let mut big = [0.0f32; LANES];
+        for (i, &v) in block.iter().enumerate() {
+            all[i % LANES] += v;
+            big[i % LANES] += if v >= high { v } else { 0.0 };
+        }
+        total += f64::from(lane_total(&all));
+        above += f64::from(lane_total(&big));
     }
     (total, above)
-}
-
-/// (sum, sum of the values >= `high`) of a block, in 8 f32 lanes. Two single-sum loops:
-/// the block is in L1, and one loop with two sums does not vectorise.
-#[inline(always)]
-fn block_sums_above(block: &[f32], high: f32) -> (f32, f32) {
-    let mut big = [0.0f32; 8];
-    let chunks = block.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
-        for j in 0..8 {
-            big[j] += if c[j] >= high { c[j] } else { 0.0 };
-        }
-    }
-    let tail_big: f32 = tail.iter().map(|&v| if v >= high { v } else { 0.0 }).sum();
-    (block_sum(block), big.iter().sum::<f32>() + tail_big)
 }
 
 /// Whether any value of `block` lies in `[lo, hi)` (a vectorised count over 8 lanes).
@@ -254,21 +314,6 @@ pub fn any_in_range(block: &[f32], lo: f32, hi: f32) -> bool {
         }
     }
     hits.iter().any(|&h| h > 0.0) || tail.iter().any(|&v| v >= lo && v < hi)
-}
-
-/// The sum of a block in 8 f32 lanes.
-#[inline(always)]
-pub fn block_sum(block: &[f32]) -> f32 {
-    let mut all = [0.0f32; 8];
-    let chunks = block.chunks_exact(8);
-    let tail = chunks.remainder();
-    for chunk in chunks {
-        let c: [f32; 8] = chunk.try_into().unwrap_or([0.0; 8]);
-        for j in 0..8 {
-            all[j] += c[j];
-        }
-    }
-    all.iter().sum::<f32>() + tail.iter().sum::<f32>()
 }
 
 simd_dispatch! {
@@ -361,10 +406,13 @@ mod tests {
         exp_shifted_generic(&x, max, 0.7, &mut b);
         assert_eq!(a, b);
         let mut c = vec![0.0; x.len()];
-        let fused = exp_shifted_sums(&x, max, 0.7, &mut c, 0.01);
+        let fused = exp_shifted_sums(&x, max, 0.7, &mut c, 0.01, &x);
         assert_eq!(c, a);
         assert_eq!(fused, sum_and_high(&a, 0.01));
-        assert_eq!(fused, exp_shifted_sums_generic(&x, max, 0.7, &mut c, 0.01));
+        assert_eq!(
+            fused,
+            exp_shifted_sums_generic(&x, max, 0.7, &mut c, 0.01, &[])
+        );
         assert_eq!(log_sum_exp(&x, max), log_sum_exp_generic(&x, max));
         assert_eq!(first_index_of(&x, max), first_index_of_generic(&x, max));
         let maxima = block_maxima(&x);
@@ -411,8 +459,8 @@ mod tests {
         unsafe {
             assert_eq!(scan_avx2(&x), scan(&x));
             assert_eq!(
-                exp_shifted_sums_avx2(&x, max, 0.7, &mut a, 0.01),
-                exp_shifted_sums(&x, max, 0.7, &mut b, 0.01)
+                exp_shifted_sums_avx2(&x, max, 0.7, &mut a, 0.01, &x),
+                exp_shifted_sums(&x, max, 0.7, &mut b, 0.01, &x)
             );
             assert_eq!(a, b);
             assert_eq!(log_sum_exp_avx2(&x, max), log_sum_exp(&x, max));

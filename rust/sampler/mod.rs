@@ -8,6 +8,7 @@
 //! No path sorts the vocabulary: top-k is a one-pass selection, top-p a histogram threshold
 //! search with an exact ranking of one bucket (see [`top_p`]), min-p a plain threshold.
 
+mod bracket;
 pub(crate) mod kernels;
 mod params;
 mod penalties;
@@ -15,6 +16,8 @@ mod philox;
 mod row;
 mod select;
 mod top_p;
+#[cfg(target_arch = "x86_64")]
+mod wide;
 
 use std::cell::RefCell;
 
@@ -56,6 +59,12 @@ impl<'a> Logits<'a> {
         self.data
             .get(r * self.vocab..(r + 1) * self.vocab)
             .unwrap_or(&[])
+    }
+
+    /// Row `r + 1` (empty after the last): rayon hands each thread runs of consecutive
+    /// rows, so it is usually the one the thread takes next.
+    fn next_row(&self, r: usize) -> &'a [f32] {
+        self.row(r + 1)
     }
 }
 
@@ -196,7 +205,7 @@ pub fn sample(
     let per = per_row(params, logits.vocab, |r, s| {
         let raw = logits.row(r);
         let p = &params[r];
-        row::final_distribution(r, raw, history.row(r), p, s)?;
+        row::final_distribution(r, raw, logits.next_row(r), history.row(r), p, s)?;
         let (id, prob) = row::draw(p, s);
         if !want_logprobs {
             return Ok((id, 0.0, 0.0, Vec::new()));
@@ -237,7 +246,8 @@ pub fn probs(logits: Logits<'_>, params: &[RowParams], history: History<'_>) -> 
     history.check(logits.rows)?;
     let vocab = logits.vocab;
     let rows = per_row(params, logits.vocab, |r, s| {
-        row::final_distribution(r, logits.row(r), history.row(r), &params[r], s)?;
+        let next = logits.next_row(r);
+        row::final_distribution(r, logits.row(r), next, history.row(r), &params[r], s)?;
         let mut dense = vec![0.0f32; vocab];
         row::write_probs(s, &mut dense);
         Ok(dense)

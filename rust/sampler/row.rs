@@ -15,9 +15,11 @@ pub struct Scratch {
     cands: Vec<Cand>,
     top_p: TopPScratch,
     history: Vec<u32>,
-    /// Dense form: the unnormalised weight of every token of the row (0 = filtered), and
-    /// the sums of its blocks of [`BLOCK`] tokens (so that a draw skips whole blocks).
+    /// Dense form: the unnormalised weight of every token of the row, kept when it is
+    /// `>= threshold` and positive, and the sums of the kept weights of its blocks of
+    /// [`BLOCK`] tokens (so that a draw skips whole blocks).
     weights: Vec<f32>,
+    threshold: f32,
     block_sums: Vec<f32>,
     /// Sparse form: the surviving ids and their unnormalised weights.
     ids: Vec<u32>,
@@ -31,63 +33,31 @@ pub struct Scratch {
 const BLOCK: usize = 256;
 const LANES: usize = 16;
 
-/// `w` if token (`v`, `i`) ranks at or before `cut` and `w >= min_w`, else 0. Branch-free,
-/// so that the loops calling it vectorise.
-#[inline(always)]
-fn kept_weight(v: f32, w: f32, i: u32, cut: &Cand, min_w: f32) -> f32 {
-    let v = v + 0.0;
-    let keep = (v > cut.value) | ((v == cut.value) & (i <= cut.id));
-    if keep & (w >= min_w) {
-        w
-    } else {
-        0.0
-    }
-}
-
-// avx2_only: LLVM's AVX-512 code for this loop is 128-bit pieces (top-p 0.9 alone, B = 32:
-// 1.51 ms with it, 1.39 ms without).
 simd_dispatch! {
-    avx2_only
-    /// Zeroes the filtered weights of the dense form in place, and fills the block sums.
-    fn apply_cut / apply_cut_avx2 (x: &[f32], weights: &mut [f32], block_sums: &mut Vec<f32>, cut: &Cand, min_w: f32) -> f64 => apply_cut_generic
+    /// Fills the block sums of the dense form with the weights `>= threshold` (the others
+    /// are filtered); returns their total. Each block is summed in 16 lanes, then lane by
+    /// lane.
+    fn sum_blocks / sum_blocks_avx2 (weights: &[f32], block_sums: &mut Vec<f32>, threshold: f32) -> f64 => sum_blocks_generic
 }
 
 #[inline(always)]
-fn apply_cut_generic(
-    x: &[f32],
-    weights: &mut [f32],
-    block_sums: &mut Vec<f32>,
-    cut: &Cand,
-    min_w: f32,
-) -> f64 {
+fn sum_blocks_generic(weights: &[f32], block_sums: &mut Vec<f32>, threshold: f32) -> f64 {
     block_sums.clear();
     let mut total = 0.0f64;
-    for (b, (xb, wb)) in x.chunks(BLOCK).zip(weights.chunks_mut(BLOCK)).enumerate() {
-        let base = (b * BLOCK) as u32;
+    for wb in weights.chunks(BLOCK) {
         let mut lanes = [0.0f32; LANES];
-        // Whole chunks of LANES as fixed-size arrays, so that the loop is one vector body
-        // (a variable-length inner loop compiled to scalar code); the row's last partial
-        // chunk adds to the same lanes in the same order.
-        let xc = xb.chunks_exact(LANES);
-        let x_tail = xc.remainder();
-        let mut wc = wb.chunks_exact_mut(LANES);
-        let mut cbase = base;
-        for (xs, ws) in xc.zip(&mut wc) {
-            let xs: &[f32; LANES] = xs.try_into().unwrap_or(&[0.0; LANES]);
-            let ws: &mut [f32; LANES] = match ws.try_into() {
-                Ok(ws) => ws,
-                Err(_) => continue,
-            };
+        // Whole chunks of LANES as fixed-size arrays, so that the loop is one vector body;
+        // the row's last partial chunk adds to the same lanes in the same order.
+        let chunks = wb.chunks_exact(LANES);
+        let tail = chunks.remainder();
+        for ws in chunks {
+            let ws: &[f32; LANES] = ws.try_into().unwrap_or(&[0.0; LANES]);
             for j in 0..LANES {
-                let w = kept_weight(xs[j], ws[j], cbase + j as u32, cut, min_w);
-                ws[j] = w;
-                lanes[j] += w;
+                lanes[j] += if ws[j] >= threshold { ws[j] } else { 0.0 };
             }
-            cbase += LANES as u32;
         }
-        for (j, (&v, w)) in x_tail.iter().zip(wc.into_remainder()).enumerate() {
-            *w = kept_weight(v, *w, cbase + j as u32, cut, min_w);
-            lanes[j] += *w;
+        for (j, &w) in tail.iter().enumerate() {
+            lanes[j] += if w >= threshold { w } else { 0.0 };
         }
         let sum: f32 = lanes.iter().sum();
         block_sums.push(sum);
@@ -96,29 +66,14 @@ fn apply_cut_generic(
     total
 }
 
-simd_dispatch! {
-    /// Block sums of the dense form (no filter: every weight is kept).
-    fn sum_blocks / sum_blocks_avx2 (weights: &[f32], block_sums: &mut Vec<f32>) -> f64 => sum_blocks_generic
-}
-
-#[inline(always)]
-fn sum_blocks_generic(weights: &[f32], block_sums: &mut Vec<f32>) -> f64 {
-    block_sums.clear();
-    let mut total = 0.0f64;
-    for wb in weights.chunks(BLOCK) {
-        let sum = kernels::block_sum(wb);
-        block_sums.push(sum);
-        total += f64::from(sum);
-    }
-    total
-}
-
 /// Computes the final distribution of a row into `scratch` (see [`draw`], [`write_probs`]).
 ///
-/// `logits` is the raw row; `history` the ids seen so far (for the penalties).
+/// `logits` is the raw row; `next` the row this thread takes next (fetched into cache
+/// while this one computes; may be empty); `history` the ids seen so far (for the penalties).
 pub fn final_distribution(
     row: usize,
     logits: &[f32],
+    next: &[f32],
     history: &[u32],
     params: &RowParams,
     scratch: &mut Scratch,
@@ -129,6 +84,7 @@ pub fn final_distribution(
         top_p: top_p_scratch,
         history: hist_buf,
         weights,
+        threshold,
         block_sums,
         ids,
         sparse_weights,
@@ -138,6 +94,7 @@ pub fn final_distribution(
     ids.clear();
     sparse_weights.clear();
     *dense = false;
+    *threshold = 0.0;
     *total = 0.0;
     let x: &[f32] = if params.has_penalties() && !history.is_empty() {
         penalised.clear();
@@ -200,14 +157,21 @@ pub fn final_distribution(
         // Dense form: every token's weight, then the top-p cut and min-p zero the rest.
         weights.resize(vocab, 0.0);
         *dense = true;
-        *total = if params.top_p < 1.0 {
-            let sums = kernels::exp_shifted_sums(x, max, inv_t, weights, top_p::HIST_MIN);
+        if params.top_p < 1.0 {
+            let sums = kernels::exp_shifted_sums(x, max, inv_t, weights, top_p::HIST_MIN, next);
             let cut = top_p::top_p_cut(x, weights, params.top_p, sums, top_p_scratch);
-            apply_cut(x, weights, block_sums, &cut, min_w)
+            // Past the cut, top-p is a threshold on the weight; ties at it that rank after
+            // the cut are zeroed. min-p is a threshold too.
+            *threshold = top_p::settle_ties(weights, &cut, top_p_scratch).max(min_w);
         } else {
             kernels::exp_shifted(x, max, inv_t, weights);
-            sum_blocks(weights, block_sums)
-        };
+        }
+        *total = sum_blocks(weights, block_sums, *threshold);
+        if total.is_nan() || *total <= 0.0 {
+            return Err(Error::Value(format!(
+                "logits row {row}: no token has positive probability"
+            )));
+        }
         return Ok(());
     } else {
         // min-p alone: exp((v - max) / T) >= min_p  <=>  v >= max + T ln(min_p). A compare
@@ -273,7 +237,7 @@ pub fn draw(params: &RowParams, scratch: &Scratch) -> (u32, f32) {
     let start = b * BLOCK;
     let block = scratch.weights.get(start..).unwrap_or(&[]);
     for (j, &w) in block.iter().take(BLOCK).enumerate() {
-        if w > 0.0 {
+        if w >= scratch.threshold && w > 0.0 {
             mass += f64::from(w);
             last = ((start + j) as u32, w);
             if mass > target {
@@ -291,7 +255,11 @@ pub fn write_probs(scratch: &Scratch, out: &mut [f32]) {
     let scale = 1.0 / scratch.total;
     if scratch.dense {
         for (o, &w) in out.iter_mut().zip(&scratch.weights) {
-            *o = (f64::from(w) * scale) as f32;
+            *o = if w >= scratch.threshold {
+                (f64::from(w) * scale) as f32
+            } else {
+                0.0
+            };
         }
     } else {
         out.fill(0.0);
@@ -309,7 +277,7 @@ mod tests {
 
     fn dist(x: &[f32], params: RowParams) -> Vec<(u32, f32)> {
         let mut s = Scratch::default();
-        final_distribution(0, x, &[], &params, &mut s).unwrap();
+        final_distribution(0, x, &[], &[], &params, &mut s).unwrap();
         let mut dense = vec![0.0f32; x.len()];
         write_probs(&s, &mut dense);
         (0..x.len() as u32)
@@ -411,11 +379,11 @@ mod tests {
     fn bad_rows_are_errors_naming_the_row() {
         let mut s = Scratch::default();
         let p = RowParams::default();
-        let err = final_distribution(7, &[1.0, f32::NAN], &[], &p, &mut s).unwrap_err();
+        let err = final_distribution(7, &[1.0, f32::NAN], &[], &[], &p, &mut s).unwrap_err();
         assert_eq!(err.to_string(), "logits row 7 contains NaN");
-        let err = final_distribution(2, &[f32::NEG_INFINITY; 3], &[], &p, &mut s).unwrap_err();
+        let err = final_distribution(2, &[f32::NEG_INFINITY; 3], &[], &[], &p, &mut s).unwrap_err();
         assert!(err.to_string().contains("row 2 is all -inf"));
-        let err = final_distribution(0, &[], &[], &p, &mut s).unwrap_err();
+        let err = final_distribution(0, &[], &[], &[], &p, &mut s).unwrap_err();
         assert!(err.to_string().contains("all -inf"));
     }
 
@@ -428,8 +396,53 @@ mod tests {
                 step,
                 ..Default::default()
             };
-            final_distribution(0, &x, &[], &p, &mut s).unwrap();
+            final_distribution(0, &x, &[], &[], &p, &mut s).unwrap();
             assert_eq!(draw(&p, &s).0, 1);
+        }
+    }
+
+    #[test]
+    fn a_top_p_cut_inside_a_group_of_equal_weights_keeps_the_reference_prefix() {
+        use crate::sampler::select::{tests::ranked, top_p_prefix};
+        // Equal logits, and logits one ulp apart whose weights round to the same float,
+        // around where the cut falls; the reference ranks by logit, then by id.
+        let n = 3000;
+        let x: Vec<f32> = (0..n)
+            .map(|i| match i % 3 {
+                0 => 0.49,
+                1 => f32::from_bits(0.49f32.to_bits() - 1),
+                _ => -12.0 + (i as f32) * 1e-4,
+            })
+            .chain([0.0, 0.5])
+            .collect();
+        let max = 0.5;
+        let all = ranked(&x);
+        let w: Vec<f32> = all
+            .iter()
+            .map(|c| kernels::exp_nonpositive(c.value - max))
+            .collect();
+        // ranked: 0.5, 0.0, 1000 x 0.49, 1000 x (0.49 - 1 ulp), the rest.
+        assert_eq!(w[1001], w[1002], "the two logits near 0.49 have one weight");
+        let total: f64 = w.iter().map(|&v| f64::from(v)).sum();
+        for k in [40usize, 1001, 1002, 1003, 1501, 2500] {
+            // A p that ends the kept prefix at the k-th token, inside the group.
+            let mass: f64 = w[..k].iter().map(|&v| f64::from(v)).sum();
+            let p = (mass - 0.5 * f64::from(w[k - 1])) / total;
+            let want = top_p_prefix(&w, p);
+            assert_eq!(want, k);
+            let kept: Vec<u32> = dist(
+                &x,
+                RowParams {
+                    top_p: p,
+                    ..Default::default()
+                },
+            )
+            .into_iter()
+            .map(|d| d.0)
+            .collect();
+            let mut reference: Vec<u32> = all[..want].iter().map(|c| c.id).collect();
+            reference.sort_unstable();
+            assert_eq!(kept, reference, "k {k}");
         }
     }
 }

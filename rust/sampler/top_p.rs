@@ -2,14 +2,17 @@
 //! float bits finds the bucket where the running mass reaches p, and only that bucket's
 //! tokens are ranked exactly (ties by lower id first, see [`rank_order`]).
 
+use super::bracket::{self, BracketScratch};
 use super::kernels;
+use std::cmp::Ordering;
+
 use super::select::{rank_order, Cand};
 
 /// Buckets of exp-weights by the top bits of their float representation: bucket =
 /// `bits >> 20` (8 exponent bits + 3 mantissa bits), so weights in (0, 1] fall in buckets
 /// 0..=1016 (of 1024), each spanning a factor of 2^(1/8), and a higher bucket means a larger weight.
-const BUCKET_SHIFT: u32 = 20;
-const BUCKETS: usize = 1024;
+pub(super) const BUCKET_SHIFT: u32 = kernels::WEIGHT_BUCKET_SHIFT;
+pub(super) const BUCKETS: usize = kernels::WEIGHT_BUCKETS;
 /// Weights below this (logits ~7 nats under the top at T = 1) are first left out of the
 /// histogram.
 pub const HIST_MIN: f32 = 1.0 / 1024.0;
@@ -22,11 +25,12 @@ pub struct TopPScratch {
     hist: Vec<f64>,
     sub: Vec<f64>,
     bucket: Vec<Cand>,
+    bracket: BracketScratch,
 }
 
 #[inline(always)]
-fn key(w: f32) -> usize {
-    (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)
+pub(super) fn key(w: f32) -> usize {
+    kernels::weight_bucket(w)
 }
 
 /// The histogram of all `weights` into `hist`.
@@ -107,7 +111,12 @@ fn top_p_cut_generic(
     sums: (f64, f64),
     scratch: &mut TopPScratch,
 ) -> Cand {
-    let TopPScratch { hist, sub, bucket } = scratch;
+    let TopPScratch {
+        hist,
+        sub,
+        bucket,
+        bracket: tail,
+    } = scratch;
     hist.clear();
     hist.resize(BUCKETS, 0.0);
     // In a language model's row most tokens are far below the top. When the weights >=
@@ -118,6 +127,14 @@ fn top_p_cut_generic(
     if high >= target {
         high_histogram(weights, hist);
         found = find_boundary(hist, target);
+    }
+    if found.is_none() {
+        // The cut is below HIST_MIN, among the many small weights.
+        let ceiling = key(HIST_MIN);
+        if let Some(b) = bracket::tail_cut(x, weights, top_p, total, high, ceiling, tail, bucket) {
+            let needed = b.target - b.above;
+            return rank_within_bucket(weights, bucket, needed, b.above, b.target, (b.max, b.min));
+        }
     }
     let (boundary, above, keep_all, target) = match found {
         Some((b, above)) => (b, above, false, target),
@@ -151,6 +168,26 @@ fn top_p_cut_generic(
         target,
         (bucket_max, bucket_min),
     )
+}
+
+/// Turns the cut into a threshold on the weights: returns the cut token's weight, after
+/// zeroing the weights equal to it whose tokens rank after the cut (equal weights from
+/// lower logits, or equal logits with higher ids). Every such token is in the bucket
+/// [`top_p_cut`] ranked, left in `scratch`. The kept set is then the weights `>=` it.
+pub fn settle_ties(weights: &mut [f32], cut: &Cand, scratch: &TopPScratch) -> f32 {
+    let w_cut = match weights.get(cut.id as usize) {
+        // `last_or_none`'s empty-bucket guard keeps nothing.
+        Some(&w) if cut.value != f32::INFINITY => w,
+        _ => return f32::INFINITY,
+    };
+    for c in &scratch.bucket {
+        if let Some(w) = weights.get_mut(c.id as usize) {
+            if *w == w_cut && rank_order(c, cut) == Ordering::Greater {
+                *w = 0.0;
+            }
+        }
+    }
+    w_cut
 }
 
 /// The tokens of bucket `boundary` into `out`; returns their largest and smallest weight.
@@ -275,7 +312,7 @@ mod tests {
             for x in [lcg_row(n, n as u64), zipf] {
                 let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let mut w = vec![0.0; n];
-                let sums = kernels::exp_shifted_sums(&x, max, 1.0, &mut w, HIST_MIN);
+                let sums = kernels::exp_shifted_sums(&x, max, 1.0, &mut w, HIST_MIN, &[]);
                 let all = ranked(&x);
                 let ws: Vec<f32> = all.iter().map(|c| w[c.id as usize]).collect();
                 let want = all[top_p_prefix(&ws, p) - 1];

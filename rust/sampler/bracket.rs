@@ -1,0 +1,437 @@
+//! The top-p cut when it falls among the many small weights of a row's tail, without a
+//! histogram of the whole row.
+//!
+//! A histogram of every eighth weight estimates where the running mass reaches the target,
+//! and how uncertain that estimate is. One pass over the row then sums, exactly (f64), the
+//! mass above the bracket the estimate allows, and collects the tokens inside it. Only they
+//! go into a fine histogram, and only the fine bucket holding the cut is ranked. When the
+//! estimate was wrong (the target is outside the bracket) the caller falls back to the
+//! histogram of the whole row, so the sample decides only the speed, never the result.
+//!
+//! Why: the histogram of all 50k weights costs about two cycles a token (a load, an add
+//! and a store to a table, which no SIMD does well); the sample costs an eighth of that,
+//! the collecting pass is vectorised, and the bracket holds a few thousand tokens.
+
+use super::select::Cand;
+use super::top_p::{key, BUCKETS, BUCKET_SHIFT};
+
+/// One weight in this many goes into the sample.
+const STRIDE: usize = 8;
+/// How many standard deviations of the sample's estimate the bracket allows on each side.
+const SIGMAS: f64 = 4.0;
+/// Tokens per block of the collecting pass.
+const LANES: usize = 16;
+/// At most this many fine buckets span the bracket.
+const MAX_FINE: usize = 1024;
+/// The bracket is not worth collecting when the sample puts more than this share of the
+/// row in it: the whole-row histogram is then as cheap.
+const MAX_SHARE: usize = 3;
+
+/// Buffers of [`tail_cut`], kept by each worker thread between rows.
+#[derive(Default)]
+pub struct BracketScratch {
+    mass: Vec<f64>,
+    inside: Vec<f32>,
+    inside_ids: Vec<u32>,
+    fine: Vec<f64>,
+}
+
+/// The sampled histogram: the mass of every [`STRIDE`]-th weight per bucket, into
+/// `mass`. Two tables (even and odd samples, added up after), so that an add does not
+/// wait for the last one to the same bucket.
+#[inline(always)]
+fn sample(weights: &[f32], mass: &mut Vec<f64>) {
+    mass.clear();
+    mass.resize(2 * BUCKETS, 0.0);
+    let (even, odd) = mass.split_at_mut(BUCKETS);
+    let (Ok(even), Ok(odd)) = (
+        <&mut [f64; BUCKETS]>::try_from(even),
+        <&mut [f64; BUCKETS]>::try_from(odd),
+    ) else {
+        return;
+    };
+    let mut pairs = weights.chunks_exact(2 * STRIDE);
+    for p in &mut pairs {
+        even[key(p[0])] += f64::from(p[0]);
+        odd[key(p[STRIDE])] += f64::from(p[STRIDE]);
+    }
+    if let Some(&w) = pairs.remainder().first() {
+        even[key(w)] += f64::from(w);
+    }
+    for (e, o) in even.iter_mut().zip(odd.iter()) {
+        *e += o;
+    }
+}
+
+/// The weight range `[lo, hi)` that holds the cut unless the sample misled: `needed` is
+/// the mass to take from the weights below `ceiling` (a bucket boundary), `below` the
+/// total mass there. `None` when the sample cannot place the cut in a narrow enough range.
+#[inline(always)]
+fn bracket(mass: &[f64], ceiling: usize, needed: f64, below: f64, n: usize) -> Option<(f32, f32)> {
+    let mass = mass.get(..ceiling)?;
+    let sampled: f64 = mass.iter().sum();
+    let positive = |v: f64| v > 0.0;
+    if !positive(sampled) || !positive(below) {
+        return None;
+    }
+    let edge = |b: usize| f32::from_bits((b as u32) << BUCKET_SHIFT);
+    // A bucket spans a factor 2^(1/8): its weights are within 9% of its middle, which
+    // gives their sum of squares (mass * middle) and their count (mass / middle).
+    let middle = |b: usize| {
+        f64::from(f32::from_bits(
+            ((b as u32) << BUCKET_SHIFT) | (1 << (BUCKET_SHIFT - 1)),
+        ))
+    };
+    let squares: f64 = (1..ceiling).map(|b| mass[b] * middle(b)).sum();
+    // A ratio estimator: scaled so that the sample's tail weighs what the row's does. Its
+    // error is that of the sampled share q above a bucket, whose variance is about
+    // ((1 - q)^2 A + q^2 B) / S^2, with A and B the sums of squares above and below.
+    let scale = below / sampled;
+    let (mut above, mut square, mut count) = (0.0f64, 0.0f64, 0.0f64);
+    let mut upper = None;
+    let mut lower = None;
+    for b in (1..ceiling).rev() {
+        above += mass[b] * scale;
+        square += mass[b] * middle(b);
+        let q = above / below;
+        let var = (1.0 - q) * (1.0 - q) * square + q * q * (squares - square).max(0.0);
+        let sigma = SIGMAS * scale * var.sqrt();
+        if upper.is_none() && above + sigma >= needed {
+            upper = Some(b);
+        }
+        if upper.is_some() {
+            count += mass[b] / middle(b);
+        }
+        if above - sigma >= needed {
+            lower = Some(b);
+            break;
+        }
+    }
+    let (upper, lower) = (upper?, lower?);
+    if count * (STRIDE * MAX_SHARE) as f64 > n as f64 {
+        return None;
+    }
+    Some((edge(lower), edge(upper + 1)))
+}
+
+/// Fine buckets over a bracket `[lo, hi)`: as many float bits as keep them within
+/// [`MAX_FINE`] (weights are >= 0, so their bits are in numeric order).
+#[derive(Clone, Copy)]
+struct Fine {
+    base: u32,
+    shift: u32,
+    len: usize,
+}
+
+impl Fine {
+    fn new(lo: f32, hi: f32) -> Self {
+        let (base, top) = (lo.to_bits(), hi.to_bits());
+        let mut shift = 8u32;
+        while ((top - base) >> shift) as usize >= MAX_FINE {
+            shift += 1;
+        }
+        Fine {
+            base,
+            shift,
+            len: ((top - base) >> shift) as usize + 1,
+        }
+    }
+
+    #[inline(always)]
+    fn key(&self, w: f32) -> usize {
+        (w.to_bits().wrapping_sub(self.base) >> self.shift) as usize
+    }
+
+    /// The weight range of fine bucket `f` within the bracket `[.., hi)`.
+    fn range(&self, f: usize, hi: f32) -> (f32, f32) {
+        let edge = |f: usize| f32::from_bits(self.base + ((f as u32) << self.shift));
+        (edge(f), edge(f + 1).min(hi))
+    }
+}
+
+/// One pass over the row: the exact mass of the weights `>= hi`, the exact total, and the
+/// weights in `[lo, hi)` with their ids (into `inside` and `ids`, in index order).
+#[inline(always)]
+fn collect(
+    weights: &[f32],
+    lo: f32,
+    hi: f32,
+    inside: &mut Vec<f32>,
+    ids: &mut Vec<u32>,
+) -> (f64, f64) {
+    inside.clear();
+    ids.clear();
+    let (body, tail) = weights.split_at(weights.len() - weights.len() % LANES);
+    #[cfg(target_arch = "x86_64")]
+    let (mut above, mut total) = if crate::has_avx512() {
+        // SAFETY: the CPU has AVX-512.
+        unsafe { super::wide::collect(body, lo, hi, inside, ids) }
+    } else {
+        collect_blocks(body, lo, hi, inside, ids)
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let (mut above, mut total) = collect_blocks(body, lo, hi, inside, ids);
+    for (i, &w) in tail.iter().enumerate() {
+        total += f64::from(w);
+        if w >= hi {
+            above += f64::from(w);
+        } else if w >= lo {
+            inside.push(w);
+            ids.push((body.len() + i) as u32);
+        }
+    }
+    (above, total)
+}
+
+/// [`collect`] over whole blocks of [`LANES`], portable (the AVX-512 build is
+/// [`super::wide::collect`], with the same lanes and order of additions).
+#[inline(always)]
+fn collect_blocks(
+    weights: &[f32],
+    lo: f32,
+    hi: f32,
+    inside: &mut Vec<f32>,
+    ids: &mut Vec<u32>,
+) -> (f64, f64) {
+    let mut above = [0.0f64; LANES];
+    let mut total = [0.0f64; LANES];
+    for (b, wb) in weights.chunks_exact(LANES).enumerate() {
+        let wb: &[f32; LANES] = wb.try_into().unwrap_or(&[0.0; LANES]);
+        for j in 0..LANES {
+            let w = wb[j];
+            total[j] += f64::from(w);
+            above[j] += if w >= hi { f64::from(w) } else { 0.0 };
+        }
+        for (j, &w) in wb.iter().enumerate() {
+            if (w >= lo) & (w < hi) {
+                inside.push(w);
+                ids.push((b * LANES + j) as u32);
+            }
+        }
+    }
+    (above.iter().sum(), total.iter().sum())
+}
+
+/// `visit(i)` for every `i` with `lo <= w[i] < hi`, in order. Most `w[i]` are outside:
+/// blocks are tested whole.
+#[inline(always)]
+fn for_in_range(w: &[f32], lo: f32, hi: f32, mut visit: impl FnMut(usize)) {
+    #[cfg(target_arch = "x86_64")]
+    let start = if crate::has_avx512() {
+        // SAFETY: the CPU has AVX-512.
+        unsafe { super::wide::in_range(w, lo, hi, &mut visit) }
+    } else {
+        0
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let start = 0;
+    for (i, &v) in w.iter().enumerate().skip(start) {
+        if (v >= lo) & (v < hi) {
+            visit(i);
+        }
+    }
+}
+
+/// What [`tail_cut`] found: the tokens of the fine bucket holding the cut (in `bucket`),
+/// the mass above them, the target and their largest and smallest weight.
+pub struct Boundary {
+    pub above: f64,
+    pub target: f64,
+    pub max: f32,
+    pub min: f32,
+}
+
+/// Finds the fine bucket where the running mass reaches `top_p` of the row's, when the
+/// cut is among the weights below `ceiling` (a bucket of [`key`]) and those above it
+/// weigh `high`; `total` is the row's approximate mass (for the estimate only). Fills
+/// `bucket` with that fine bucket's tokens. `None`: the caller must histogram the row.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn tail_cut(
+    x: &[f32],
+    weights: &[f32],
+    top_p: f64,
+    total: f64,
+    high: f64,
+    ceiling: usize,
+    s: &mut BracketScratch,
+    bucket: &mut Vec<Cand>,
+) -> Option<Boundary> {
+    sample(weights, &mut s.mass);
+    let (lo, hi) = bracket(
+        &s.mass,
+        ceiling,
+        top_p * total - high,
+        total - high,
+        weights.len(),
+    )?;
+    let (above, total) = collect(weights, lo, hi, &mut s.inside, &mut s.inside_ids);
+    let target = top_p * total;
+    if above >= target {
+        return None;
+    }
+    let fine = Fine::new(lo, hi);
+    s.fine.clear();
+    s.fine.resize(fine.len, 0.0);
+    for &w in &s.inside {
+        if let Some(m) = s.fine.get_mut(fine.key(w)) {
+            *m += f64::from(w);
+        }
+    }
+    let mut mass = above;
+    let mut found = None;
+    for (f, &m) in s.fine.iter().enumerate().rev() {
+        if m > 0.0 && mass + m >= target {
+            found = Some(f);
+            break;
+        }
+        mass += m;
+    }
+    // The target lies below the bracket: the sample misled.
+    let (f_lo, f_hi) = fine.range(found?, hi);
+    bucket.clear();
+    let (mut max, mut min) = (0.0f32, f32::INFINITY);
+    let mut take = |i: usize| {
+        if let (Some(&w), Some(&id)) = (s.inside.get(i), s.inside_ids.get(i)) {
+            if let Some(&v) = x.get(id as usize) {
+                bucket.push(Cand::new(v, id));
+                max = max.max(w);
+                min = min.min(w);
+            }
+        }
+    };
+    for_in_range(&s.inside, f_lo, f_hi, &mut take);
+    Some(Boundary {
+        above: mass,
+        target,
+        max,
+        min,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sampler::kernels;
+    use crate::sampler::select::tests::{lcg_row, ranked};
+    use crate::sampler::select::top_p_prefix;
+    use crate::sampler::top_p::{self, HIST_MIN};
+
+    /// A language-model-like row: logit -1.1 ln(rank) plus noise, ranks shuffled.
+    fn zipf_row(n: usize, seed: u64) -> Vec<f32> {
+        let u = lcg_row(n, seed);
+        let noise = lcg_row(n, seed + 1);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| u[a].total_cmp(&u[b]));
+        let mut x = vec![0.0f32; n];
+        for (rank, &i) in order.iter().enumerate() {
+            x[i] = -1.1 * ((rank + 1) as f32).ln() + 0.03 * noise[i];
+        }
+        x
+    }
+
+    /// The cut [`tail_cut`] finds, ranked as [`top_p::top_p_cut`] ranks it; `None` when it
+    /// leaves the row to the whole-row histogram.
+    fn tail(x: &[f32], p: f64) -> (Option<Cand>, Cand) {
+        let max = kernels::scan(x).max;
+        let mut w = vec![0.0; x.len()];
+        let (total, high) = kernels::exp_shifted_sums(x, max, 1.0, &mut w, HIST_MIN, &[]);
+        let all = ranked(x);
+        let ws: Vec<f32> = all.iter().map(|c| w[c.id as usize]).collect();
+        let want = all[top_p_prefix(&ws, p) - 1];
+        let mut s = BracketScratch::default();
+        let mut bucket = Vec::new();
+        let ceiling = top_p::key(HIST_MIN);
+        let got = tail_cut(x, &w, p, total, high, ceiling, &mut s, &mut bucket).map(|b| {
+            bucket.sort_by(crate::sampler::select::rank_order);
+            let mut mass = b.above;
+            *bucket
+                .iter()
+                .find(|c| {
+                    mass += f64::from(w[c.id as usize]);
+                    mass >= b.target
+                })
+                .unwrap_or(&bucket[bucket.len() - 1])
+        });
+        (got, want)
+    }
+
+    #[test]
+    fn the_tail_cut_of_language_model_rows_is_the_sorted_rows_cut() {
+        for seed in 1..6 {
+            let x = zipf_row(50257, seed);
+            for p in [0.8, 0.9, 0.95, 0.99] {
+                let (got, want) = tail(&x, p);
+                assert_eq!(got, Some(want), "seed {seed} p {p}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sample_that_misleads_changes_the_path_not_the_cut() {
+        // The sampled positions (multiples of 8) hold logits 7 nats above the others, or
+        // below them: the sample sees a row far more, or less, peaked than it is.
+        let n = 20_000;
+        let base = lcg_row(n, 3);
+        let mut misled = 0;
+        for shift in [7.0f32, -7.0] {
+            let x: Vec<f32> = (0..n)
+                .map(|i| base[i] * 0.1 + if i % STRIDE == 0 { shift } else { 0.0 })
+                .collect();
+            for p in [0.5, 0.9, 0.999] {
+                let (got, want) = tail(&x, p);
+                assert!(got.is_none() || got == Some(want), "shift {shift} p {p}");
+                misled += usize::from(got.is_none());
+                let max = kernels::scan(&x).max;
+                let mut w = vec![0.0; n];
+                let sums = kernels::exp_shifted_sums(&x, max, 1.0, &mut w, HIST_MIN, &[]);
+                let mut scratch = top_p::TopPScratch::default();
+                let cut = top_p::top_p_cut(&x, &w, p, sums, &mut scratch);
+                assert_eq!(cut, want, "shift {shift} p {p}");
+            }
+        }
+        assert!(misled > 0, "no case fell back to the whole-row histogram");
+    }
+
+    #[test]
+    fn the_avx512_collect_agrees_bit_for_bit_with_the_portable_one() {
+        let x = zipf_row(5003, 9);
+        let mut w = vec![0.0; x.len()];
+        kernels::exp_shifted_sums(&x, kernels::scan(&x).max, 1.0, &mut w, HIST_MIN, &[]);
+        let (lo, hi) = (1e-4, 1e-3);
+        let (mut a, mut ai) = (Vec::new(), Vec::new());
+        let (mut b, mut bi) = (Vec::new(), Vec::new());
+        let whole = w.len() - w.len() % LANES;
+        let want = collect_blocks(&w[..whole], lo, hi, &mut a, &mut ai);
+        let slow: Vec<u32> = (0..whole as u32)
+            .filter(|&i| (w[i as usize] >= lo) & (w[i as usize] < hi))
+            .collect();
+        assert_eq!(ai, slow);
+        assert!(!ai.is_empty());
+        #[cfg(target_arch = "x86_64")]
+        if crate::has_avx512() {
+            // SAFETY: the CPU has AVX-512.
+            let got =
+                unsafe { crate::sampler::wide::collect(&w[..whole], lo, hi, &mut b, &mut bi) };
+            assert_eq!(got, want);
+            assert_eq!((&a, &ai), (&b, &bi));
+            let mut visited = Vec::new();
+            // SAFETY: as above.
+            let end =
+                unsafe { crate::sampler::wide::in_range(&a, 2e-4, 5e-4, |i| visited.push(i)) };
+            let slow: Vec<usize> = (0..end)
+                .filter(|&i| (a[i] >= 2e-4) & (a[i] < 5e-4))
+                .collect();
+            assert_eq!(visited, slow);
+        }
+        let (above, total) = collect(&w, lo, hi, &mut b, &mut bi);
+        let exact = |keep: &dyn Fn(f32) -> bool| {
+            w.iter()
+                .filter(|&&v| keep(v))
+                .map(|&v| f64::from(v))
+                .sum::<f64>()
+        };
+        assert!((above - exact(&|v| v >= hi)).abs() < 1e-12);
+        assert!((total - exact(&|_| true)).abs() < 1e-12);
+    }
+}
