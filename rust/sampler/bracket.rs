@@ -151,8 +151,11 @@ impl Fine {
 
 /// One pass over the row: the exact mass of the weights `>= hi`, the exact total, and the
 /// weights in `[lo, hi)` with their ids (into `inside` and `ids`, in index order).
+///
+/// # Safety
+/// The CPU must have AVX-512 (see [`crate::has_avx512`]).
 #[inline(always)]
-fn collect(
+unsafe fn collect(
     weights: &[f32],
     lo: f32,
     hi: f32,
@@ -162,15 +165,8 @@ fn collect(
     inside.clear();
     ids.clear();
     let (body, tail) = weights.split_at(weights.len() - weights.len() % LANES);
-    #[cfg(target_arch = "x86_64")]
-    let (mut above, mut total) = if crate::has_avx512() {
-        // SAFETY: the CPU has AVX-512.
-        unsafe { super::wide::collect(body, lo, hi, inside, ids) }
-    } else {
-        collect_blocks(body, lo, hi, inside, ids)
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let (mut above, mut total) = collect_blocks(body, lo, hi, inside, ids);
+    // SAFETY: the caller's.
+    let (mut above, mut total) = unsafe { super::wide::collect(body, lo, hi, inside, ids) };
     for (i, &w) in tail.iter().enumerate() {
         total += f64::from(w);
         if w >= hi {
@@ -183,49 +179,16 @@ fn collect(
     (above, total)
 }
 
-/// [`collect`] over whole blocks of [`LANES`], portable (the AVX-512 build is
-/// [`super::wide::collect`], with the same lanes and order of additions).
-#[inline(always)]
-fn collect_blocks(
-    weights: &[f32],
-    lo: f32,
-    hi: f32,
-    inside: &mut Vec<f32>,
-    ids: &mut Vec<u32>,
-) -> (f64, f64) {
-    let mut above = [0.0f64; LANES];
-    let mut total = [0.0f64; LANES];
-    for (b, wb) in weights.chunks_exact(LANES).enumerate() {
-        let wb: &[f32; LANES] = wb.try_into().unwrap_or(&[0.0; LANES]);
-        for j in 0..LANES {
-            let w = wb[j];
-            total[j] += f64::from(w);
-            above[j] += if w >= hi { f64::from(w) } else { 0.0 };
-        }
-        for (j, &w) in wb.iter().enumerate() {
-            if (w >= lo) & (w < hi) {
-                inside.push(w);
-                ids.push((b * LANES + j) as u32);
-            }
-        }
-    }
-    (above.iter().sum(), total.iter().sum())
-}
-
 /// `visit(i)` for every `i` with `lo <= w[i] < hi`, in order. Most `w[i]` are outside:
 /// blocks are tested whole.
+///
+/// # Safety
+/// The CPU must have AVX-512 (see [`crate::has_avx512`]).
 #[inline(always)]
-fn for_in_range(w: &[f32], lo: f32, hi: f32, mut visit: impl FnMut(usize)) {
-    #[cfg(target_arch = "x86_64")]
-    let start = if crate::has_avx512() {
-        // SAFETY: the CPU has AVX-512.
-        unsafe { super::wide::in_range(w, lo, hi, &mut visit) }
-    } else {
-        0
-    };
-    #[cfg(not(target_arch = "x86_64"))]
-    let start = 0;
-    for (i, &v) in w.iter().enumerate().skip(start) {
+unsafe fn for_in_range(w: &[f32], lo: f32, hi: f32, mut visit: impl FnMut(usize)) {
+    // SAFETY: the caller's.
+    let end = unsafe { super::wide::in_range(w, lo, hi, &mut visit) };
+    for (i, &v) in w.iter().enumerate().skip(end) {
         if (v >= lo) & (v < hi) {
             visit(i);
         }
@@ -245,9 +208,12 @@ pub struct Boundary {
 /// cut is among the weights below `ceiling` (a bucket of [`key`]) and those above it
 /// weigh `high`; `total` is the row's approximate mass (for the estimate only). Fills
 /// `bucket` with that fine bucket's tokens. `None`: the caller must histogram the row.
+///
+/// # Safety
+/// The CPU must have AVX-512 (see [`crate::has_avx512`]).
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-pub fn tail_cut(
+pub unsafe fn tail_cut(
     x: &[f32],
     weights: &[f32],
     top_p: f64,
@@ -265,7 +231,8 @@ pub fn tail_cut(
         total - high,
         weights.len(),
     )?;
-    let (above, total) = collect(weights, lo, hi, &mut s.inside, &mut s.inside_ids);
+    // SAFETY: the caller's.
+    let (above, total) = unsafe { collect(weights, lo, hi, &mut s.inside, &mut s.inside_ids) };
     let target = top_p * total;
     if above >= target {
         return None;
@@ -300,7 +267,8 @@ pub fn tail_cut(
             }
         }
     };
-    for_in_range(&s.inside, f_lo, f_hi, &mut take);
+    // SAFETY: the caller's.
+    unsafe { for_in_range(&s.inside, f_lo, f_hi, &mut take) };
     Some(Boundary {
         above: mass,
         target,
@@ -342,22 +310,27 @@ mod tests {
         let mut s = BracketScratch::default();
         let mut bucket = Vec::new();
         let ceiling = top_p::key(HIST_MIN);
-        let got = tail_cut(x, &w, p, total, high, ceiling, &mut s, &mut bucket).map(|b| {
-            bucket.sort_by(crate::sampler::select::rank_order);
-            let mut mass = b.above;
-            *bucket
-                .iter()
-                .find(|c| {
-                    mass += f64::from(w[c.id as usize]);
-                    mass >= b.target
-                })
-                .unwrap_or(&bucket[bucket.len() - 1])
-        });
+        // SAFETY: the tests run only where the CPU has AVX-512.
+        let got =
+            unsafe { tail_cut(x, &w, p, total, high, ceiling, &mut s, &mut bucket) }.map(|b| {
+                bucket.sort_by(crate::sampler::select::rank_order);
+                let mut mass = b.above;
+                *bucket
+                    .iter()
+                    .find(|c| {
+                        mass += f64::from(w[c.id as usize]);
+                        mass >= b.target
+                    })
+                    .unwrap_or(&bucket[bucket.len() - 1])
+            });
         (got, want)
     }
 
     #[test]
     fn the_tail_cut_of_language_model_rows_is_the_sorted_rows_cut() {
+        if !crate::has_avx512() {
+            return;
+        }
         for seed in 1..6 {
             let x = zipf_row(50257, seed);
             for p in [0.8, 0.9, 0.95, 0.99] {
@@ -369,6 +342,9 @@ mod tests {
 
     #[test]
     fn a_sample_that_misleads_changes_the_path_not_the_cut() {
+        if !crate::has_avx512() {
+            return;
+        }
         // The sampled positions (multiples of 8) hold logits 7 nats above the others, or
         // below them: the sample sees a row far more, or less, peaked than it is.
         let n = 20_000;
@@ -394,44 +370,38 @@ mod tests {
     }
 
     #[test]
-    fn the_avx512_collect_agrees_bit_for_bit_with_the_portable_one() {
+    fn collect_and_in_range_agree_with_plain_loops() {
+        if !crate::has_avx512() {
+            return;
+        }
         let x = zipf_row(5003, 9);
         let mut w = vec![0.0; x.len()];
         kernels::exp_shifted_sums(&x, kernels::scan(&x).max, 1.0, &mut w, HIST_MIN, &[]);
         let (lo, hi) = (1e-4, 1e-3);
-        let (mut a, mut ai) = (Vec::new(), Vec::new());
-        let (mut b, mut bi) = (Vec::new(), Vec::new());
-        let whole = w.len() - w.len() % LANES;
-        let want = collect_blocks(&w[..whole], lo, hi, &mut a, &mut ai);
-        let slow: Vec<u32> = (0..whole as u32)
+        let (mut inside, mut ids) = (vec![7.0], vec![7]);
+        // SAFETY: the CPU has AVX-512.
+        let (above, total) = unsafe { collect(&w, lo, hi, &mut inside, &mut ids) };
+        let slow: Vec<u32> = (0..w.len() as u32)
             .filter(|&i| (w[i as usize] >= lo) & (w[i as usize] < hi))
             .collect();
-        assert_eq!(ai, slow);
-        assert!(!ai.is_empty());
-        #[cfg(target_arch = "x86_64")]
-        if crate::has_avx512() {
-            // SAFETY: the CPU has AVX-512.
-            let got =
-                unsafe { crate::sampler::wide::collect(&w[..whole], lo, hi, &mut b, &mut bi) };
-            assert_eq!(got, want);
-            assert_eq!((&a, &ai), (&b, &bi));
-            let mut visited = Vec::new();
-            // SAFETY: as above.
-            let end =
-                unsafe { crate::sampler::wide::in_range(&a, 2e-4, 5e-4, |i| visited.push(i)) };
-            let slow: Vec<usize> = (0..end)
-                .filter(|&i| (a[i] >= 2e-4) & (a[i] < 5e-4))
-                .collect();
-            assert_eq!(visited, slow);
-        }
-        let (above, total) = collect(&w, lo, hi, &mut b, &mut bi);
-        let exact = |keep: &dyn Fn(f32) -> bool| {
-            w.iter()
-                .filter(|&&v| keep(v))
-                .map(|&v| f64::from(v))
-                .sum::<f64>()
+        assert!(slow.len() > 100);
+        assert_eq!(ids, slow);
+        assert_eq!(
+            inside,
+            slow.iter().map(|&i| w[i as usize]).collect::<Vec<_>>()
+        );
+        let exact = |keep: &dyn Fn(f32) -> bool| -> f64 {
+            w.iter().filter(|&&v| keep(v)).map(|&v| f64::from(v)).sum()
         };
         assert!((above - exact(&|v| v >= hi)).abs() < 1e-12);
         assert!((total - exact(&|_| true)).abs() < 1e-12);
+        let mut visited = Vec::new();
+        // SAFETY: as above.
+        unsafe { for_in_range(&inside, 2e-4, 5e-4, |i| visited.push(i)) };
+        let slow: Vec<usize> = (0..inside.len())
+            .filter(|&i| (inside[i] >= 2e-4) & (inside[i] < 5e-4))
+            .collect();
+        assert!(!slow.is_empty());
+        assert_eq!(visited, slow);
     }
 }

@@ -8,6 +8,7 @@
 //! No path sorts the vocabulary: top-k is a one-pass selection, top-p a histogram threshold
 //! search with an exact ranking of one bucket (see [`top_p`]), min-p a plain threshold.
 
+#[cfg(target_arch = "x86_64")]
 mod bracket;
 pub(crate) mod kernels;
 mod params;

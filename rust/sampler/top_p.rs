@@ -2,6 +2,7 @@
 //! float bits finds the bucket where the running mass reaches p, and only that bucket's
 //! tokens are ranked exactly (ties by lower id first, see [`rank_order`]).
 
+#[cfg(target_arch = "x86_64")]
 use super::bracket::{self, BracketScratch};
 use super::kernels;
 use std::cmp::Ordering;
@@ -25,6 +26,7 @@ pub struct TopPScratch {
     hist: Vec<f64>,
     sub: Vec<f64>,
     bucket: Vec<Cand>,
+    #[cfg(target_arch = "x86_64")]
     bracket: BracketScratch,
 }
 
@@ -112,10 +114,7 @@ fn top_p_cut_generic(
     scratch: &mut TopPScratch,
 ) -> Cand {
     let TopPScratch {
-        hist,
-        sub,
-        bucket,
-        bracket: tail,
+        hist, sub, bucket, ..
     } = scratch;
     hist.clear();
     hist.resize(BUCKETS, 0.0);
@@ -128,14 +127,22 @@ fn top_p_cut_generic(
         high_histogram(weights, hist);
         found = find_boundary(hist, target);
     }
-    if found.is_none() {
-        // The cut is below HIST_MIN, among the many small weights.
+    // The cut is below HIST_MIN, among the many small weights: with AVX-512, placed from
+    // a sample (the portable loops of its passes compiled to scalar code with a branch
+    // per weight, slower than the whole-row histogram).
+    #[cfg(target_arch = "x86_64")]
+    if found.is_none() && crate::has_avx512() {
         let ceiling = key(HIST_MIN);
-        if let Some(b) = bracket::tail_cut(x, weights, top_p, total, high, ceiling, tail, bucket) {
+        // SAFETY: the CPU has AVX-512.
+        let tail = &mut scratch.bracket;
+        let tail_cut =
+            unsafe { bracket::tail_cut(x, weights, top_p, total, high, ceiling, tail, bucket) };
+        if let Some(b) = tail_cut {
             let needed = b.target - b.above;
             return rank_within_bucket(weights, bucket, needed, b.above, b.target, (b.max, b.min));
         }
     }
+
     let (boundary, above, keep_all, target) = match found {
         Some((b, above)) => (b, above, false, target),
         None => {
