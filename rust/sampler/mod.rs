@@ -6,7 +6,8 @@
 //! on nothing else in the batch. Rows run in parallel on rayon's pool.
 //!
 //! No path sorts the vocabulary: top-k is a one-pass selection, top-p a histogram threshold
-//! search with an exact ranking of one bucket (see [`top_p`]), min-p a plain threshold.
+//! search (over a sample of the row where it can, see `bracket`) with an exact ranking of
+//! one bucket (see [`top_p`]), min-p a plain threshold.
 
 #[cfg(target_arch = "x86_64")]
 mod bracket;

@@ -1,12 +1,15 @@
 //! The top-p cut over a whole row without sorting it: a histogram of the weights over their
 //! float bits finds the bucket where the running mass reaches p, and only that bucket's
-//! tokens are ranked exactly (ties by lower id first, see [`rank_order`]).
+//! tokens are ranked exactly (ties by lower id first, see [`rank_order`]). When the cut is
+//! among the many small weights, [`super::bracket`] (AVX-512) places it from a sample
+//! instead of a histogram of the whole row. Past the cut, top-p is a threshold on the
+//! weights ([`settle_ties`]).
+
+use std::cmp::Ordering;
 
 #[cfg(target_arch = "x86_64")]
 use super::bracket::{self, BracketScratch};
 use super::kernels;
-use std::cmp::Ordering;
-
 use super::select::{rank_order, Cand};
 
 /// Buckets of exp-weights by the top bits of their float representation: bucket =
