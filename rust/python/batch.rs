@@ -17,21 +17,27 @@ use pyo3::prelude::*;
 /// workers of `pool` (the global pool when `None`), and hands each chunk's result to `take`
 /// on the calling thread, with the GIL, in completion order.
 ///
-/// `work` gets a per-thread state `S` that lives for the whole call (a merge cache). When
+/// `work` gets a per-thread state `S` that lives for the whole call (a merge cache), made by
+/// `init` and handed to `finish` at the end, on the thread that used it. When
 /// `take` returns `Ok(false)` or an error, no new chunk is started, but every chunk below one
 /// already started is still finished and taken first, so "the first failing item" is well
 /// defined.
+// Each argument is one role of the call (where, how wide, what units, per-thread state, the
+// work, the hand-over); bundling them would only rename them.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn run_chunks<R, S>(
     py: Python<'_>,
     pool: Option<&rayon::ThreadPool>,
     threads: usize,
     bounds: &[usize],
+    init: impl Fn() -> S + Sync,
     work: impl Fn(Range<usize>, &mut S) -> R + Sync,
+    finish: impl Fn(S) + Sync,
     mut take: impl FnMut(Range<usize>, R) -> PyResult<bool>,
 ) -> PyResult<()>
 where
     R: Send,
-    S: Default + Send,
+    S: Send,
 {
     let n_chunks = bounds.len().saturating_sub(1);
     let next = AtomicUsize::new(0);
@@ -45,22 +51,23 @@ where
     let (tx, rx) = mpsc::channel::<(Range<usize>, R)>();
     // In a mutex only so that a closure run without the GIL may borrow it (Receiver isn't Sync).
     let rx = Mutex::new(rx);
-    let (claim, work) = (&claim, &work);
+    let (claim, work, init, finish) = (&claim, &work, &init, &finish);
     let drive = scope_fn(|s| -> PyResult<()> {
         for _ in 0..workers {
             let tx = tx.clone();
             s.spawn(move |_| {
-                let mut state = S::default();
+                let mut state = init();
                 while let Some(r) = claim() {
                     let out = work(r.clone(), &mut state);
                     // The receiver outlives the scope, so a send cannot fail.
                     let _ = tx.send((r, out));
                 }
+                finish(state);
             });
         }
         // Only the workers hold senders now: `recv` fails once they have all finished.
         drop(tx);
-        let mut state = S::default();
+        let mut state = init();
         let mut result = Ok(());
         let mut give = |r: Range<usize>, out: R| {
             if result.is_ok() {
@@ -88,6 +95,7 @@ where
                 }
             }
         }
+        finish(state);
         result
     });
     match pool {

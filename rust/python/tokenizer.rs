@@ -321,11 +321,13 @@ impl PyEncoding {
             pool.as_deref(),
             threads,
             &bounds,
-            // One merge cache per thread for the whole call, so every text after the first few
-            // finds its common words merged already.
+            // One merge cache per thread for the whole call, from the encoding's pool, so every
+            // text finds the common words earlier texts and calls merged already.
+            || enc.lease_cache(),
             |r, cache: &mut MergeCache| -> Vec<Result<Vec<u32>, BatchError>> {
                 texts[r].iter().map(|t| encode_one(t, cache)).collect()
             },
+            |cache| enc.return_cache(cache),
             |r, results| {
                 for (i, result) in r.zip(results) {
                     match result {
