@@ -13,7 +13,7 @@
 //! the collecting pass is vectorised, and the bracket holds a few thousand tokens.
 
 use super::select::Cand;
-use super::top_p::{key, BUCKETS, BUCKET_SHIFT};
+use super::top_p::{find_boundary, key, BUCKETS, BUCKET_SHIFT};
 
 /// One weight in this many goes into the sample.
 const STRIDE: usize = 8;
@@ -245,17 +245,10 @@ pub unsafe fn tail_cut(
             *m += f64::from(w);
         }
     }
-    let mut mass = above;
-    let mut found = None;
-    for (f, &m) in s.fine.iter().enumerate().rev() {
-        if m > 0.0 && mass + m >= target {
-            found = Some(f);
-            break;
-        }
-        mass += m;
-    }
+    let found = find_boundary(&s.fine, above, target);
     // The target lies below the bracket: the sample misled.
-    let (f_lo, f_hi) = fine.range(found?, hi);
+    let (f, mass) = found?;
+    let (f_lo, f_hi) = fine.range(f, hi);
     bucket.clear();
     let (mut max, mut min) = (0.0f32, f32::INFINITY);
     let mut take = |i: usize| {

@@ -158,18 +158,6 @@ fn exp_shifted_generic(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
     }
 }
 
-/// Buckets of [`weight_bucket`].
-pub const WEIGHT_BUCKETS: usize = 1024;
-/// Float bits below a weight's bucket (8 exponent bits + 3 mantissa bits remain).
-pub const WEIGHT_BUCKET_SHIFT: u32 = 20;
-
-/// The bucket of a weight in (0, 1] by the top bits of its float representation: 0..=1016,
-/// each spanning a factor of 2^(1/8), a higher bucket holding larger weights.
-#[inline(always)]
-pub fn weight_bucket(w: f32) -> usize {
-    (w.to_bits() >> WEIGHT_BUCKET_SHIFT) as usize & (WEIGHT_BUCKETS - 1)
-}
-
 simd_dispatch! {
     /// [`exp_shifted`] into `out`, returning what [`sum_and_high`] would of `out` (bit for
     /// bit: the same blocks and lanes), while each block of the output is still in L1.

@@ -154,7 +154,7 @@ pub fn final_distribution(
         }
         sparse_weights.truncate(n);
     } else if params.top_p < 1.0 || params.min_p == 0.0 {
-        // Dense form: every token's weight, then the top-p cut and min-p zero the rest.
+        // Dense form: every token's weight; top-p and min-p become one threshold on it.
         weights.resize(vocab, 0.0);
         *dense = true;
         if params.top_p < 1.0 {

@@ -15,8 +15,8 @@ use super::select::{rank_order, Cand};
 /// Buckets of exp-weights by the top bits of their float representation: bucket =
 /// `bits >> 20` (8 exponent bits + 3 mantissa bits), so weights in (0, 1] fall in buckets
 /// 0..=1016 (of 1024), each spanning a factor of 2^(1/8), and a higher bucket means a larger weight.
-pub(super) const BUCKET_SHIFT: u32 = kernels::WEIGHT_BUCKET_SHIFT;
-pub(super) const BUCKETS: usize = kernels::WEIGHT_BUCKETS;
+pub(super) const BUCKET_SHIFT: u32 = 20;
+pub(super) const BUCKETS: usize = 1024;
 /// Weights below this (logits ~7 nats under the top at T = 1) are first left out of the
 /// histogram.
 pub const HIST_MIN: f32 = 1.0 / 1024.0;
@@ -35,7 +35,7 @@ pub struct TopPScratch {
 
 #[inline(always)]
 pub(super) fn key(w: f32) -> usize {
-    kernels::weight_bucket(w)
+    (w.to_bits() >> BUCKET_SHIFT) as usize & (BUCKETS - 1)
 }
 
 /// The histogram of all `weights` into `hist`.
@@ -87,9 +87,9 @@ fn high_histogram(weights: &[f32], hist: &mut [f64]) {
     }
 }
 
-/// The bucket where the running mass from the top reaches `target`, and the mass above it.
-fn find_boundary(hist: &[f64], target: f64) -> Option<(usize, f64)> {
-    let mut above = 0.0f64;
+/// The bucket where the running mass from the top, starting at `above`, reaches `target`,
+/// and the mass above it.
+pub(super) fn find_boundary(hist: &[f64], mut above: f64, target: f64) -> Option<(usize, f64)> {
     for b in (0..hist.len()).rev() {
         if above + hist[b] >= target && hist[b] > 0.0 {
             return Some((b, above));
@@ -128,7 +128,7 @@ fn top_p_cut_generic(
     let mut found = None;
     if high >= target {
         high_histogram(weights, hist);
-        found = find_boundary(hist, target);
+        found = find_boundary(hist, 0.0, target);
     }
     // The cut is below HIST_MIN, among the many small weights: with AVX-512, placed from
     // a sample (the portable loops of its passes compiled to scalar code with a branch
@@ -136,8 +136,8 @@ fn top_p_cut_generic(
     #[cfg(target_arch = "x86_64")]
     if found.is_none() && crate::has_avx512() {
         let ceiling = key(HIST_MIN);
-        // SAFETY: the CPU has AVX-512.
         let tail = &mut scratch.bracket;
+        // SAFETY: the CPU has AVX-512.
         let tail_cut =
             unsafe { bracket::tail_cut(x, weights, top_p, total, high, ceiling, tail, bucket) };
         if let Some(b) = tail_cut {
@@ -152,7 +152,7 @@ fn top_p_cut_generic(
             full_histogram(weights, hist, sub);
             let total: f64 = hist.iter().sum();
             let target = top_p * total;
-            match find_boundary(hist, target) {
+            match find_boundary(hist, 0.0, target) {
                 Some((b, above)) => (b, above, false, target),
                 // Rounding kept the running mass just under the target: everything is kept,
                 // and the cut is the last token of the lowest non-empty bucket.

@@ -54,7 +54,8 @@ struct Buckets {
 
 impl Buckets {
     fn push(&mut self, p: u32, pos: u32) {
-        if p <= self.current_prio && (self.at > 0 || !self.current.is_empty()) {
+        // `current` is empty only before the first bucket is taken.
+        if p <= self.current_prio && !self.current.is_empty() {
             self.urgent
                 .push(Reverse((u64::from(p) << 32) | u64::from(pos)));
             return;
@@ -85,11 +86,9 @@ impl Buckets {
                     let Reverse(p) = self.priorities.pop()?;
                     let mut bucket = self.waiting.remove(&p).unwrap_or_default();
                     bucket.sort_unstable();
-                    let old = std::mem::replace(&mut self.current, bucket);
+                    let mut old = std::mem::replace(&mut self.current, bucket);
+                    old.clear();
                     self.spare.push(old);
-                    if let Some(s) = self.spare.last_mut() {
-                        s.clear();
-                    }
                     self.current_prio = p;
                     self.at = 0;
                     continue;
@@ -293,6 +292,19 @@ mod tests {
         }
     }
 
+    /// A piece of `len` bytes, 'a' where `(seed >> (i % period)) & mask == 0`, else 'b'.
+    fn ab_piece(seed: u64, len: usize, period: usize, mask: u64) -> Vec<u8> {
+        (0..len)
+            .map(|i| {
+                if (seed >> (i % period)) & mask == 0 {
+                    b'a'
+                } else {
+                    b'b'
+                }
+            })
+            .collect()
+    }
+
     fn toy() -> Merger {
         let mut byte_ids = [0u32; 256];
         for (i, slot) in byte_ids.iter_mut().enumerate() {
@@ -320,15 +332,7 @@ mod tests {
             seed = seed
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let piece: Vec<u8> = (0..len)
-                .map(|i| {
-                    if (seed >> (i % 61)) & 1 == 0 {
-                        b'a'
-                    } else {
-                        b'b'
-                    }
-                })
-                .collect();
+            let piece = ab_piece(seed, len, 61, 1);
             let want = naive(&m, &piece);
             let mut short = Vec::new();
             let mut long = Vec::new();
@@ -374,15 +378,7 @@ mod tests {
                 seed = seed
                     .wrapping_mul(6364136223846793005)
                     .wrapping_add(1442695040888963407);
-                let piece: Vec<u8> = (0..len)
-                    .map(|i| {
-                        if (seed >> (i % 53)) & 3 == 0 {
-                            b'a'
-                        } else {
-                            b'b'
-                        }
-                    })
-                    .collect();
+                let piece = ab_piece(seed, len, 53, 3);
                 let mut long = Vec::new();
                 m.merge_long(&piece, &mut long);
                 assert_eq!(long, naive(&m, &piece), "{piece:?}");
