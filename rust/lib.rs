@@ -32,7 +32,7 @@ macro_rules! simd_dispatch {
             // The same body once more for AVX-512 (16 f32 lanes a register): nested, so that
             // the invocations need no third name.
             #[cfg(target_arch = "x86_64")]
-            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+            #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
             fn avx512($($arg: $ty),*) $(-> $ret)? {
                 $generic($($arg),*)
             }
@@ -52,7 +52,8 @@ macro_rules! simd_dispatch {
     ($($rest:tt)*) => { simd_dispatch!(@levels true, $($rest)*); };
 }
 
-/// Whether the CPU has the AVX-512 subsets the kernels are compiled for (F, BW, VL, DQ).
+/// Whether the CPU has the AVX-512 subsets the kernels are compiled for (F, BW, VL, DQ),
+/// and the bit instructions that come with them.
 /// `GPT_HYBRID_NO_AVX512=1` (read once) turns them off, to compare the builds.
 #[cfg(target_arch = "x86_64")]
 #[doc(hidden)]
@@ -64,6 +65,12 @@ pub fn has_avx512() -> bool {
             && std::is_x86_feature_detected!("avx512bw")
             && std::is_x86_feature_detected!("avx512vl")
             && std::is_x86_feature_detected!("avx512dq")
+            // Every CPU with AVX-512 has these; checked all the same, since the kernels are
+            // compiled for them (a mask's `count_ones` is otherwise a dozen instructions).
+            && std::is_x86_feature_detected!("popcnt")
+            && std::is_x86_feature_detected!("bmi1")
+            && std::is_x86_feature_detected!("bmi2")
+            && std::is_x86_feature_detected!("lzcnt")
     })
 }
 

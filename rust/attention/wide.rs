@@ -54,7 +54,7 @@ fn prefetch_row(x: &[f32], at: usize) {
 /// The CPU must have AVX-512 F, BW, VL and DQ (see [`crate::has_avx512`]).
 // Indexes run over heads (j), positions (i) and chunks (c) of parallel arrays at once.
 #[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
 pub unsafe fn attend_group<const N: usize>(
     q: [&[f32]; N],
     k: [&[f32]; N],

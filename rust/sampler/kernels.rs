@@ -7,7 +7,7 @@
 
 const LANES: usize = 16;
 /// Weights per block of [`exp_shifted_sums`]: summed in f32 lanes, the blocks in f64.
-const SUM_BLOCK: usize = 1024;
+pub(super) const SUM_BLOCK: usize = 1024;
 
 /// The result of [`scan`]: the largest value, and whether the row holds NaN or +inf.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -108,13 +108,22 @@ fn block_maxima_generic(x: &[f32]) -> Vec<f32> {
     maxima
 }
 
-const LOG2E: f32 = std::f32::consts::LOG2_E;
-const LN2_HI: f32 = 0.693_359_4;
-const LN2_LO: f32 = -2.121_944_4e-4;
+pub(super) const LOG2E: f32 = std::f32::consts::LOG2_E;
+pub(super) const LN2_HI: f32 = 0.693_359_4;
+pub(super) const LN2_LO: f32 = -2.121_944_4e-4;
 /// Below this, exp underflows past the smallest normal float: return 0.
-const EXP_MIN: f32 = -87.336_54;
+pub(super) const EXP_MIN: f32 = -87.336_54;
 /// Adding 1.5 * 2^23 rounds an f32 in (-2^22, 2^22) to an integer held in the low mantissa.
-const ROUND_MAGIC: f32 = 12_582_912.0;
+pub(super) const ROUND_MAGIC: f32 = 12_582_912.0;
+/// Cephes' polynomial for `(exp(r) - 1 - r) / r^2`, highest degree first.
+pub(super) const EXP_POLY: [f32; 6] = [
+    1.987_569_1e-4,
+    1.398_199_9e-3,
+    8.333_452e-3,
+    4.166_579_6e-2,
+    1.666_666_5e-1,
+    0.5,
+];
 
 /// `exp(x)` for `x <= 0` (the shifted, scaled logits), within ~2 ulp; -inf gives 0.
 ///
@@ -129,12 +138,10 @@ pub fn exp_nonpositive(x: f32) -> f32 {
     let n = t - ROUND_MAGIC;
     let r = n.mul_add(-LN2_HI, xc);
     let r = n.mul_add(-LN2_LO, r);
-    let mut p = 1.987_569_1e-4_f32;
-    p = p.mul_add(r, 1.398_199_9e-3);
-    p = p.mul_add(r, 8.333_452e-3);
-    p = p.mul_add(r, 4.166_579_6e-2);
-    p = p.mul_add(r, 1.666_666_5e-1);
-    p = p.mul_add(r, 0.5);
+    let mut p = EXP_POLY[0];
+    for &c in &EXP_POLY[1..] {
+        p = p.mul_add(r, c);
+    }
     let y = p.mul_add(r * r, r) + 1.0;
     // The integer n sits in the low mantissa bits of t; 2^n is built from its bits.
     let ni = (t.to_bits() as i32).wrapping_sub(ROUND_MAGIC.to_bits() as i32);
@@ -158,13 +165,59 @@ fn exp_shifted_generic(x: &[f32], max: f32, inv_t: f32, out: &mut [f32]) {
     }
 }
 
+/// [`exp_shifted`] into `out`, returning what [`sum_and_high`] would of `out` (bit for bit:
+/// the same blocks and lanes), while each block of the output is still in L1.
+///
+/// `next` (the row this thread takes next, or empty) is read into cache meanwhile: this pass
+/// is bound by arithmetic, and the next row's first pass by memory. With `scan_next` on an
+/// AVX-512 CPU, the third value is the max of `next`, as [`scan`] finds it, so that its
+/// row needs no scan. It is `None` when not scanned, or when `next` holds NaN or an
+/// infinity: the caller then scans that row (which says which it is).
+pub fn exp_shifted_sums(
+    x: &[f32],
+    max: f32,
+    inv_t: f32,
+    out: &mut [f32],
+    high: f32,
+    next: &[f32],
+    scan_next: bool,
+) -> (f64, f64, Option<f32>) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::has_avx512() {
+        use super::wide::exp_shifted_sums as wide;
+        // SAFETY: the CPU has AVX-512.
+        return unsafe {
+            match (inv_t == 1.0, scan_next) {
+                (true, false) => wide::<false, false>(x, max, inv_t, out, high, next),
+                (true, true) => wide::<false, true>(x, max, inv_t, out, high, next),
+                (false, false) => wide::<true, false>(x, max, inv_t, out, high, next),
+                (false, true) => wide::<true, true>(x, max, inv_t, out, high, next),
+            }
+        };
+    }
+    let _ = scan_next;
+    let (total, above) = exp_shifted_sums_portable(x, max, inv_t, out, high, next);
+    (total, above, None)
+}
+
+/// [`exp_shifted_sums`]' two sums, without a scan of `next` (the tests' form).
+#[cfg(test)]
+pub fn exp_sums(
+    x: &[f32],
+    max: f32,
+    inv_t: f32,
+    out: &mut [f32],
+    high: f32,
+    next: &[f32],
+) -> (f64, f64) {
+    let (total, above, _) = exp_shifted_sums(x, max, inv_t, out, high, next, false);
+    (total, above)
+}
+
 simd_dispatch! {
-    /// [`exp_shifted`] into `out`, returning what [`sum_and_high`] would of `out` (bit for
-    /// bit: the same blocks and lanes), while each block of the output is still in L1.
-    ///
-    /// `next` (the row this thread takes next, or empty) is fetched into cache meanwhile:
-    /// this pass is bound by arithmetic, and the next row's first pass by memory.
-    pub fn exp_shifted_sums / exp_shifted_sums_avx2 (x: &[f32], max: f32, inv_t: f32, out: &mut [f32], high: f32, next: &[f32]) -> (f64, f64) => exp_shifted_sums_generic
+    avx2_only
+    /// [`exp_shifted_sums`] without AVX-512.
+    fn exp_shifted_sums_portable / exp_shifted_sums_avx2 (x: &[f32], max: f32, inv_t: f32, out: &mut [f32], high: f32, next: &[f32]) -> (f64, f64) => exp_shifted_sums_generic
 }
 
 /// Asks for the cache line holding `x[i]` (nothing if out of range).
@@ -232,7 +285,7 @@ fn exp_shifted_sums_generic(
 
 /// The sum of 16 lanes, in a fixed order (the same in every build).
 #[inline(always)]
-fn lane_total(lanes: &[f32; LANES]) -> f32 {
+pub(super) fn lane_total(lanes: &[f32; LANES]) -> f32 {
     let mut half = [0.0f32; LANES / 2];
     for j in 0..LANES / 2 {
         half[j] = lanes[j] + lanes[j + LANES / 2];
@@ -393,14 +446,52 @@ mod tests {
         exp_shifted(&x, max, 0.7, &mut a);
         exp_shifted_generic(&x, max, 0.7, &mut b);
         assert_eq!(a, b);
-        let mut c = vec![0.0; x.len()];
-        let fused = exp_shifted_sums(&x, max, 0.7, &mut c, 0.01, &x);
-        assert_eq!(c, a);
-        assert_eq!(fused, sum_and_high(&a, 0.01));
-        assert_eq!(
-            fused,
-            exp_shifted_sums_generic(&x, max, 0.7, &mut c, 0.01, &[])
-        );
+        // The exp pass (AVX-512 intrinsics where the CPU has them) at T = 1 and T != 1, on
+        // rows with -inf, logits past exp's underflow and a partial last block.
+        for (n, inv_t) in [(5003, 0.7f32), (5003, 1.0), (2048, 1.0), (37, 1.3)] {
+            let mut y = x[..n].to_vec();
+            y[5] = f32::NEG_INFINITY;
+            y[n - 1] = -95.0;
+            y[n - 3] = -1e30;
+            let mut want = vec![0.0; n];
+            exp_shifted_generic(&y, max, inv_t, &mut want);
+            let mut c = vec![0.0; n];
+            let fused = exp_sums(&y, max, inv_t, &mut c, 0.01, &x);
+            assert_eq!(c, want, "n {n} inv_t {inv_t}");
+            assert_eq!(c[5], 0.0);
+            assert_eq!(fused, sum_and_high(&want, 0.01));
+            assert_eq!(
+                fused,
+                exp_shifted_sums_generic(&y, max, inv_t, &mut c, 0.01, &[])
+            );
+            // The scan of the next row during the pass: its max (with AVX-512), or None
+            // where the row holds NaN or an infinity, or is not as long.
+            let mut next: Vec<f32> = x[x.len() - n..].iter().map(|v| v * 0.5 - 3.0).collect();
+            #[cfg(target_arch = "x86_64")]
+            let wide = crate::has_avx512();
+            #[cfg(not(target_arch = "x86_64"))]
+            let wide = false;
+            let mut d = vec![0.0; n];
+            for (bad, want_max) in [
+                (None, wide),
+                (Some(f32::NAN), false),
+                (Some(f32::INFINITY), false),
+                (Some(f32::NEG_INFINITY), false),
+            ] {
+                if let Some(v) = bad {
+                    next[n / 2] = v;
+                }
+                let (t, a, next_max) = exp_shifted_sums(&y, max, inv_t, &mut d, 0.01, &next, true);
+                assert_eq!((t, a), fused);
+                assert_eq!(d, want);
+                assert_eq!(next_max, want_max.then(|| scan(&next).max), "n {n} {bad:?}");
+            }
+            let short = &next[1..];
+            assert_eq!(
+                exp_shifted_sums(&y, max, inv_t, &mut d, 0.01, short, true).2,
+                None
+            );
+        }
         assert_eq!(log_sum_exp(&x, max), log_sum_exp_generic(&x, max));
         assert_eq!(first_index_of(&x, max), first_index_of_generic(&x, max));
         let maxima = block_maxima(&x);
@@ -448,7 +539,7 @@ mod tests {
             assert_eq!(scan_avx2(&x), scan(&x));
             assert_eq!(
                 exp_shifted_sums_avx2(&x, max, 0.7, &mut a, 0.01, &x),
-                exp_shifted_sums(&x, max, 0.7, &mut b, 0.01, &x)
+                exp_sums(&x, max, 0.7, &mut b, 0.01, &x)
             );
             assert_eq!(a, b);
             assert_eq!(log_sum_exp_avx2(&x, max), log_sum_exp(&x, max));

@@ -22,6 +22,7 @@ mod top_p;
 mod wide;
 
 use std::cell::RefCell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use rayon::prelude::*;
 
@@ -178,13 +179,18 @@ fn per_row<T: Send>(
         .iter()
         .map(row_passes)
         .fold(0usize, |w, p| w.saturating_add(p.saturating_mul(vocab)));
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let run = |r: usize| {
+        with_scratch(|s| {
+            s.start_call(call);
+            f(r, s)
+        })
+    };
     let results: Vec<Result<T>> = if work < SEQUENTIAL_BELOW {
-        (0..rows).map(|r| with_scratch(|s| f(r, s))).collect()
+        (0..rows).map(run).collect()
     } else {
-        (0..rows)
-            .into_par_iter()
-            .map(|r| with_scratch(|s| f(r, s)))
-            .collect()
+        (0..rows).into_par_iter().map(run).collect()
     };
     results.into_iter().collect()
 }

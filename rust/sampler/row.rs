@@ -27,6 +27,19 @@ pub struct Scratch {
     dense: bool,
     /// The total weight of the survivors.
     total: f64,
+    /// The call this scratch serves now (see [`Scratch::start_call`]).
+    call: u64,
+    /// The max of the row this thread is likely to take next, found during this row's exp
+    /// pass: (call, where that row starts, its max). It holds no NaN or infinity.
+    next_scan: Option<(u64, usize, f32)>,
+}
+
+impl Scratch {
+    /// Marks the rows that follow as those of call `call` (a number no other call has):
+    /// a row's max read in an earlier call is not used, even if the same buffer holds it.
+    pub fn start_call(&mut self, call: u64) {
+        self.call = call;
+    }
 }
 
 /// Tokens per block of the dense form.
@@ -90,6 +103,8 @@ pub fn final_distribution(
         sparse_weights,
         dense,
         total,
+        call,
+        next_scan,
     } = scratch;
     ids.clear();
     sparse_weights.clear();
@@ -104,11 +119,20 @@ pub fn final_distribution(
     } else {
         logits
     };
+    // The previous row's exp pass may have found this row's max already.
+    let known = next_scan
+        .take()
+        .filter(|&(c, at, _)| c == *call && at == x.as_ptr() as usize)
+        .map(|(_, _, max)| Scan {
+            max,
+            has_nan: false,
+            has_pos_inf: false,
+        });
     let Scan {
         max,
         has_nan,
         has_pos_inf,
-    } = kernels::scan(x);
+    } = known.unwrap_or_else(|| kernels::scan(x));
     if has_nan {
         return Err(Error::Value(format!("logits row {row} contains NaN")));
     }
@@ -158,7 +182,10 @@ pub fn final_distribution(
         weights.resize(vocab, 0.0);
         *dense = true;
         if params.top_p < 1.0 {
-            let sums = kernels::exp_shifted_sums(x, max, inv_t, weights, top_p::HIST_MIN, next);
+            let (total_w, high, next_max) =
+                kernels::exp_shifted_sums(x, max, inv_t, weights, top_p::HIST_MIN, next, true);
+            *next_scan = next_max.map(|m| (*call, next.as_ptr() as usize, m));
+            let sums = (total_w, high);
             let cut = top_p::top_p_cut(x, weights, params.top_p, sums, top_p_scratch);
             // Past the cut, top-p is a threshold on the weight; ties at it that rank after
             // the cut are zeroed. min-p is a threshold too.
@@ -443,6 +470,63 @@ mod tests {
             let mut reference: Vec<u32> = all[..want].iter().map(|c| c.id).collect();
             reference.sort_unstable();
             assert_eq!(kept, reference, "k {k}");
+        }
+    }
+
+    #[test]
+    fn a_max_found_by_the_previous_row_serves_only_that_row_of_that_call() {
+        use crate::sampler::select::tests::lcg_row;
+        let n = 3001;
+        let mut data = lcg_row(2 * n, 5);
+        let p = RowParams {
+            top_p: 0.8,
+            ..Default::default()
+        };
+        let fresh = |x: &[f32]| {
+            let mut s = Scratch::default();
+            final_distribution(1, x, &[], &[], &p, &mut s).map(|_| {
+                let mut out = vec![0.0f32; x.len()];
+                write_probs(&s, &mut out);
+                out
+            })
+        };
+        let second = |s: &mut Scratch, data: &[f32], first_call: u64, second_call: u64| {
+            let (a, b) = data.split_at(n);
+            s.start_call(first_call);
+            final_distribution(0, a, b, &[], &p, s).unwrap();
+            // Found where the CPU has AVX-512 and the row is finite.
+            #[cfg(target_arch = "x86_64")]
+            let wide = crate::has_avx512();
+            #[cfg(not(target_arch = "x86_64"))]
+            let wide = false;
+            let finite = b.iter().all(|v| v.is_finite());
+            assert_eq!(s.next_scan.is_some(), wide && finite);
+            s.start_call(second_call);
+            final_distribution(1, b, &[], &[], &p, s).map(|_| {
+                let mut out = vec![0.0f32; n];
+                write_probs(s, &mut out);
+                out
+            })
+        };
+        let mut s = Scratch::default();
+        // In one call the second row's max comes from the first row's pass.
+        assert_eq!(second(&mut s, &data, 1, 1).ok(), fresh(&data[n..]).ok());
+        // The buffer changes between calls (a new max in it): the next call scans.
+        let (a, b) = data.split_at(n);
+        s.start_call(2);
+        final_distribution(0, a, b, &[], &p, &mut s).unwrap();
+        data[n + 17] = 40.0;
+        s.start_call(3);
+        let mut out = vec![0.0f32; n];
+        final_distribution(1, &data[n..], &[], &[], &p, &mut s).unwrap();
+        write_probs(&s, &mut out);
+        assert_eq!(Some(out.clone()), fresh(&data[n..]).ok());
+        assert!(out[17] > 0.99);
+        // NaN and +inf in the next row are still found and named.
+        for bad in [f32::NAN, f32::INFINITY] {
+            data[n + 5] = bad;
+            let err = second(&mut s, &data, 4, 4).unwrap_err().to_string();
+            assert!(err.starts_with("logits row 1 contains"), "{err}");
         }
     }
 }

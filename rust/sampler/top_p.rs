@@ -322,7 +322,7 @@ mod tests {
             for x in [lcg_row(n, n as u64), zipf] {
                 let max = x.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
                 let mut w = vec![0.0; n];
-                let sums = kernels::exp_shifted_sums(&x, max, 1.0, &mut w, HIST_MIN, &[]);
+                let sums = kernels::exp_sums(&x, max, 1.0, &mut w, HIST_MIN, &[]);
                 let all = ranked(&x);
                 let ws: Vec<f32> = all.iter().map(|c| w[c.id as usize]).collect();
                 let want = all[top_p_prefix(&ws, p) - 1];

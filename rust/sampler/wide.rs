@@ -1,20 +1,158 @@
-//! AVX-512 builds of the tail cut's passes over a row (see [`super::bracket`]): each block
-//! of 16 weights becomes two compares into a 16-bit mask, and only the set bits are
-//! visited one by one.
+//! AVX-512 builds of the passes over a top-p row: the exp pass, and the tail cut's passes
+//! (see [`super::bracket`]), where each block of 16 weights becomes two compares into a
+//! 16-bit mask, and only the set bits are visited one by one.
 //!
 //! Why not the portable loops: LLVM builds their per-lane masks (`mask |= cond << j`) one
-//! lane at a time (measured: 22 µs for a pass over 50k weights, against ~3 here). The sums
-//! keep the portable build's lanes and order of additions, so both give the same bits.
+//! lane at a time (measured: 22 µs for a pass over 50k weights, against ~3 here), and the
+//! exp pass compiled to 24 vector instructions a block where 19 do (see
+//! [`exp_shifted_sums`]). Each keeps the portable build's arithmetic, lanes and order of
+//! additions, so both give the same bits.
 
 use std::arch::x86_64::{
-    __m512d, _kandn_mask16, _mm512_add_epi32, _mm512_add_pd, _mm512_castps512_ps256,
-    _mm512_cmp_ps_mask, _mm512_cvtps_pd, _mm512_extractf32x8_ps, _mm512_loadu_ps,
-    _mm512_mask_add_pd, _mm512_maskz_compress_epi32, _mm512_maskz_compress_ps, _mm512_set1_epi32,
-    _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_pd, _mm512_storeu_epi32, _mm512_storeu_pd,
-    _mm512_storeu_ps, _CMP_GE_OQ,
+    __m512, __m512d, __mmask16, _kandn_mask16, _mm512_add_epi32, _mm512_add_pd, _mm512_add_ps,
+    _mm512_castps512_ps256, _mm512_cmp_ps_mask, _mm512_cvtps_pd, _mm512_extractf32x8_ps,
+    _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_add_pd, _mm512_mask_add_ps, _mm512_mask_loadu_ps,
+    _mm512_mask_max_ps, _mm512_mask_storeu_ps, _mm512_maskz_compress_epi32,
+    _mm512_maskz_compress_ps, _mm512_maskz_loadu_ps, _mm512_maskz_scalef_ps, _mm512_max_ps,
+    _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_pd,
+    _mm512_setzero_ps, _mm512_storeu_epi32, _mm512_storeu_pd, _mm512_storeu_ps, _mm512_sub_ps,
+    _mm_prefetch, _CMP_GE_OQ, _CMP_GT_OQ, _CMP_UNORD_Q, _MM_HINT_T1,
 };
 
+use super::kernels::{self, lane_total, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC, SUM_BLOCK};
+
 const LANES: usize = 16;
+
+/// [`kernels::exp_nonpositive`] of 16 lanes: the same operations, except that `2^n` scales
+/// `y` in one `vscalef` (exact, as the portable multiply by the float `2^n` is: `n >= -126`
+/// wherever the lane is kept) and the lanes at or below `EXP_MIN` are zeroed by its mask.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
+fn exp16(x: __m512) -> __m512 {
+    let keep = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(x, _mm512_set1_ps(kernels::EXP_MIN));
+    // The lanes not kept may compute NaN from -inf: the mask drops them.
+    let t = _mm512_fmadd_ps(x, _mm512_set1_ps(LOG2E), _mm512_set1_ps(ROUND_MAGIC));
+    let n = _mm512_sub_ps(t, _mm512_set1_ps(ROUND_MAGIC));
+    let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_HI), x);
+    let r = _mm512_fmadd_ps(n, _mm512_set1_ps(-LN2_LO), r);
+    let mut p = _mm512_set1_ps(EXP_POLY[0]);
+    for &c in &EXP_POLY[1..] {
+        p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(c));
+    }
+    let y = _mm512_add_ps(
+        _mm512_fmadd_ps(p, _mm512_mul_ps(r, r), r),
+        _mm512_set1_ps(1.0),
+    );
+    _mm512_maskz_scalef_ps(keep, y, n)
+}
+
+/// [`kernels::exp_shifted_sums`]: the weights into `out`, and (the row's total, the mass of
+/// the weights `>= high`) in the same blocks of [`SUM_BLOCK`], lanes and order as the
+/// portable build. `SCALED`: whether to multiply by `inv_t` (at T = 1 the multiply is by 1,
+/// exact, and skipped).
+///
+/// Meanwhile `next` (the row this thread takes next) is read into cache, 16 floats per 16
+/// weights. With `SCAN`, those 16 are also loaded, and the last value is the max of `next`
+/// (see [`kernels::scan`]): `None` when `next` is not as long as `x`, or holds a NaN or an
+/// infinity (whose row the caller then scans). Without, they are prefetched.
+///
+/// # Safety
+/// The CPU must have AVX-512 (see [`crate::has_avx512`]).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
+pub unsafe fn exp_shifted_sums<const SCALED: bool, const SCAN: bool>(
+    x: &[f32],
+    max: f32,
+    inv_t: f32,
+    out: &mut [f32],
+    high: f32,
+    next: &[f32],
+) -> (f64, f64, Option<f32>) {
+    let (max_v, inv_v, high_v) = (
+        _mm512_set1_ps(max),
+        _mm512_set1_ps(inv_t),
+        _mm512_set1_ps(high),
+    );
+    let neg_inf = _mm512_set1_ps(f32::NEG_INFINITY);
+    let (mut total, mut above) = (0.0f64, 0.0f64);
+    let len = x.len().min(out.len());
+    // A `next` of another length (none, past the last row) is not read: the prefetch reads
+    // the row's own line instead.
+    let whole = next.len() == len;
+    let fetch = if whole { next } else { x };
+    let scan = SCAN && whole;
+    // The scan of `next`: its lanes' max, and the sum of its values times 0, which is NaN
+    // exactly when a value is NaN or infinite.
+    let (mut next_max, mut check) = (neg_inf, _mm512_setzero_ps());
+    let zero = _mm512_setzero_ps();
+    let weight = |v: __m512| {
+        let s = _mm512_sub_ps(v, max_v);
+        exp16(if SCALED { _mm512_mul_ps(s, inv_v) } else { s })
+    };
+    let mut i = 0;
+    while i < len {
+        let end = (i + SUM_BLOCK).min(len);
+        let (mut all, mut big) = (_mm512_setzero_ps(), _mm512_setzero_ps());
+        let mut add = |w: __m512| {
+            all = _mm512_add_ps(all, w);
+            big = _mm512_mask_add_ps(big, _mm512_cmp_ps_mask::<_CMP_GE_OQ>(w, high_v), big, w);
+        };
+        while i + LANES <= end {
+            // SAFETY: `i + 16 <= len` floats of `x`, `out` and `fetch`; a prefetch reads
+            // nothing.
+            unsafe {
+                if scan {
+                    let n = _mm512_loadu_ps(fetch.as_ptr().add(i));
+                    next_max = _mm512_max_ps(n, next_max);
+                    check = _mm512_fmadd_ps(n, zero, check);
+                } else {
+                    _mm_prefetch::<_MM_HINT_T1>(fetch.as_ptr().add(i).cast());
+                }
+                let w = weight(_mm512_loadu_ps(x.as_ptr().add(i)));
+                _mm512_storeu_ps(out.as_mut_ptr().add(i), w);
+                add(w);
+            }
+            i += LANES;
+        }
+        if i < end {
+            // The row's last, partial block: the lanes past the end read -inf (weight +0.0,
+            // which adds nothing, as the portable build adds nothing there).
+            let k: __mmask16 = (1u16 << (end - i)) - 1;
+            // SAFETY: the mask covers `end - i < 16` floats, inside `x`, `out` and `fetch`.
+            unsafe {
+                if scan {
+                    let n = _mm512_maskz_loadu_ps(k, fetch.as_ptr().add(i));
+                    next_max = _mm512_mask_max_ps(next_max, k, n, next_max);
+                    check = _mm512_fmadd_ps(n, zero, check);
+                }
+                let w = weight(_mm512_mask_loadu_ps(neg_inf, k, x.as_ptr().add(i)));
+                _mm512_mask_storeu_ps(out.as_mut_ptr().add(i), k, w);
+                add(w);
+            }
+            i = end;
+        }
+        total += f64::from(lane_total(&lanes(all)));
+        above += f64::from(lane_total(&lanes(big)));
+    }
+    let finite = _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(check, check) == 0;
+    // `_mm512_max_ps(n, acc)` keeps `acc` where `n` is NaN, as `scan` does; no lane holds
+    // NaN here, so the order of the lanes' max does not matter.
+    let next_max = (scan && finite).then(|| {
+        lanes(next_max)
+            .into_iter()
+            .fold(f32::NEG_INFINITY, f32::max)
+    });
+    (total, above, next_max)
+}
+
+/// The 16 lanes of `v`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
+fn lanes(v: __m512) -> [f32; LANES] {
+    let mut out = [0.0f32; LANES];
+    // SAFETY: `out` holds the 16 floats written.
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) };
+    out
+}
 
 /// The 16 lanes of two f64 accumulators, added in lane order (as the portable build does).
 #[inline]
@@ -39,7 +177,7 @@ fn lane_sum(lo: __m512d, hi: __m512d) -> f64 {
 ///
 /// # Safety
 /// The CPU must have AVX-512 F and DQ (see [`crate::has_avx512`]).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
 pub unsafe fn collect(
     weights: &[f32],
     lo: f32,
@@ -93,7 +231,7 @@ pub unsafe fn collect(
 ///
 /// # Safety
 /// The CPU must have AVX-512 F (see [`crate::has_avx512`]).
-#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
 pub unsafe fn in_range(w: &[f32], lo: f32, hi: f32, mut visit: impl FnMut(usize)) -> usize {
     let (lo_v, hi_v) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
     let blocks = w.chunks_exact(LANES);
