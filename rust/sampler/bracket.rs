@@ -24,6 +24,8 @@ const SIGMAS: f64 = 4.0;
 const LANES: usize = 16;
 /// At most this many fine buckets span the bracket.
 const MAX_FINE: usize = 1024;
+/// The fine histogram's table: a power of two above `MAX_FINE + 1`.
+const FINE_TABLE: usize = 2 * MAX_FINE;
 /// The bracket is not worth collecting when the sample puts more than this share of the
 /// row in it: the whole-row histogram is then as cheap.
 const MAX_SHARE: usize = 3;
@@ -70,7 +72,11 @@ fn sample(weights: &[f32], mass: &mut Vec<f64>) {
 #[inline(always)]
 fn bracket(mass: &[f64], ceiling: usize, needed: f64, below: f64, n: usize) -> Option<(f32, f32)> {
     let mass = mass.get(..ceiling)?;
-    let sampled: f64 = mass.iter().sum();
+    // The sums run from the lowest sampled bucket: below it (most of the table, for a
+    // language model's row) all is zero, and each sum is a chain of dependent adds.
+    let first = mass.iter().position(|&m| m > 0.0)?;
+    let sampled: f64 = mass[first..].iter().sum();
+    let first = first.max(1);
     let positive = |v: f64| v > 0.0;
     if !positive(sampled) || !positive(below) {
         return None;
@@ -83,7 +89,7 @@ fn bracket(mass: &[f64], ceiling: usize, needed: f64, below: f64, n: usize) -> O
             ((b as u32) << BUCKET_SHIFT) | (1 << (BUCKET_SHIFT - 1)),
         ))
     };
-    let squares: f64 = (1..ceiling).map(|b| mass[b] * middle(b)).sum();
+    let squares: f64 = (first..ceiling).map(|b| mass[b] * middle(b)).sum();
     // A ratio estimator: scaled so that the sample's tail weighs what the row's does. Its
     // error is that of the sampled share q above a bucket, whose variance is about
     // ((1 - q)^2 A + q^2 B) / S^2, with A and B the sums of squares above and below.
@@ -91,7 +97,7 @@ fn bracket(mass: &[f64], ceiling: usize, needed: f64, below: f64, n: usize) -> O
     let (mut above, mut square, mut count) = (0.0f64, 0.0f64, 0.0f64);
     let mut upper = None;
     let mut lower = None;
-    for b in (1..ceiling).rev() {
+    for b in (first..ceiling).rev() {
         above += mass[b] * scale;
         square += mass[b] * middle(b);
         let q = above / below;
@@ -239,14 +245,15 @@ pub unsafe fn tail_cut(
         return None;
     }
     let fine = Fine::new(lo, hi);
-    s.fine.clear();
-    s.fine.resize(fine.len, 0.0);
+    // A table of fixed size, indexed by a masked key: no bounds check in the loop. Every
+    // weight inside has a key below `fine.len`, so only that part is cleared and read.
+    s.fine.resize(FINE_TABLE, 0.0);
+    let table = <&mut [f64; FINE_TABLE]>::try_from(&mut s.fine[..FINE_TABLE]).ok()?;
+    table[..fine.len].fill(0.0);
     for &w in &s.inside {
-        if let Some(m) = s.fine.get_mut(fine.key(w)) {
-            *m += f64::from(w);
-        }
+        table[fine.key(w) & (FINE_TABLE - 1)] += f64::from(w);
     }
-    let found = find_boundary(&s.fine, above, target);
+    let found = find_boundary(&table[..fine.len], above, target);
     // The target lies below the bracket: the sample misled.
     let (f, mass) = found?;
     let (f_lo, f_hi) = fine.range(f, hi);
