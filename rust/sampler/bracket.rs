@@ -34,8 +34,7 @@ const MAX_SHARE: usize = 3;
 #[derive(Default)]
 pub struct BracketScratch {
     mass: Vec<f64>,
-    inside: Vec<f32>,
-    inside_ids: Vec<u32>,
+    inside: Inside,
     fine: Vec<f64>,
 }
 
@@ -156,32 +155,64 @@ impl Fine {
     }
 }
 
+/// The weights in a bracket, in index order, and where they came from: per block of
+/// [`LANES`] weights of the row, the mask of those inside and how many came before.
+#[derive(Default)]
+struct Inside {
+    weights: Vec<f32>,
+    masks: Vec<u16>,
+    starts: Vec<u32>,
+}
+
+impl Inside {
+    /// The token id of `weights[j]`: in the last block starting at or before `j` (a block
+    /// with none inside starts where the next does), the set bit of its mask ranked
+    /// `j - start`.
+    fn id(&self, j: usize) -> Option<u32> {
+        let b = self
+            .starts
+            .partition_point(|&s| s as usize <= j)
+            .checked_sub(1)?;
+        let mut mask = u32::from(*self.masks.get(b)?);
+        for _ in 0..j - *self.starts.get(b)? as usize {
+            mask &= mask.wrapping_sub(1);
+        }
+        (mask != 0).then(|| (b * LANES) as u32 + mask.trailing_zeros())
+    }
+}
+
 /// One pass over the row: the exact mass of the weights `>= hi`, the exact total, and the
-/// weights in `[lo, hi)` with their ids (into `inside` and `ids`, in index order).
+/// weights in `[lo, hi)` (into `inside`).
 ///
 /// # Safety
-/// The CPU must have AVX-512 (see [`crate::has_avx512`]).
+/// The CPU must have AVX-512 (see [`crate::has_avx512`]); `0 < lo <= hi`.
 #[inline(always)]
-unsafe fn collect(
-    weights: &[f32],
-    lo: f32,
-    hi: f32,
-    inside: &mut Vec<f32>,
-    ids: &mut Vec<u32>,
-) -> (f64, f64) {
-    inside.clear();
-    ids.clear();
+unsafe fn collect(weights: &[f32], lo: f32, hi: f32, inside: &mut Inside) -> (f64, f64) {
+    let Inside {
+        weights: kept,
+        masks,
+        starts,
+    } = inside;
+    kept.clear();
+    masks.clear();
+    starts.clear();
     let (body, tail) = weights.split_at(weights.len() - weights.len() % LANES);
     // SAFETY: the caller's.
-    let (mut above, mut total) = unsafe { super::wide::collect(body, lo, hi, inside, ids) };
-    for (i, &w) in tail.iter().enumerate() {
-        total += f64::from(w);
-        if w >= hi {
-            above += f64::from(w);
-        } else if w >= lo {
-            inside.push(w);
-            ids.push((body.len() + i) as u32);
+    let (mut above, mut total) = unsafe { super::wide::collect(body, lo, hi, kept, masks, starts) };
+    // The last, partial block.
+    if !tail.is_empty() {
+        starts.push(kept.len() as u32);
+        let mut mask = 0u16;
+        for (i, &w) in tail.iter().enumerate() {
+            total += f64::from(w);
+            if w >= hi {
+                above += f64::from(w);
+            } else if w >= lo {
+                kept.push(w);
+                mask |= 1 << i;
+            }
         }
+        masks.push(mask);
     }
     (above, total)
 }
@@ -239,7 +270,7 @@ pub unsafe fn tail_cut(
         weights.len(),
     )?;
     // SAFETY: the caller's.
-    let (above, total) = unsafe { collect(weights, lo, hi, &mut s.inside, &mut s.inside_ids) };
+    let (above, total) = unsafe { collect(weights, lo, hi, &mut s.inside) };
     let target = top_p * total;
     if above >= target {
         return None;
@@ -250,7 +281,7 @@ pub unsafe fn tail_cut(
     s.fine.resize(FINE_TABLE, 0.0);
     let table = <&mut [f64; FINE_TABLE]>::try_from(&mut s.fine[..FINE_TABLE]).ok()?;
     table[..fine.len].fill(0.0);
-    for &w in &s.inside {
+    for &w in &s.inside.weights {
         table[fine.key(w) & (FINE_TABLE - 1)] += f64::from(w);
     }
     let found = find_boundary(&table[..fine.len], above, target);
@@ -260,7 +291,7 @@ pub unsafe fn tail_cut(
     bucket.clear();
     let (mut max, mut min) = (0.0f32, f32::INFINITY);
     let mut take = |i: usize| {
-        if let (Some(&w), Some(&id)) = (s.inside.get(i), s.inside_ids.get(i)) {
+        if let (Some(&w), Some(id)) = (s.inside.weights.get(i), s.inside.id(i)) {
             if let Some(&v) = x.get(id as usize) {
                 bucket.push(Cand::new(v, id));
                 max = max.max(w);
@@ -269,7 +300,7 @@ pub unsafe fn tail_cut(
         }
     };
     // SAFETY: the caller's.
-    unsafe { for_in_range(&s.inside, f_lo, f_hi, &mut take) };
+    unsafe { for_in_range(&s.inside.weights, f_lo, f_hi, &mut take) };
     Some(Boundary {
         above: mass,
         target,
@@ -379,18 +410,27 @@ mod tests {
         let mut w = vec![0.0; x.len()];
         kernels::exp_sums(&x, kernels::scan(&x).max, 1.0, &mut w, HIST_MIN, &[]);
         let (lo, hi) = (1e-4, 1e-3);
-        let (mut inside, mut ids) = (vec![7.0], vec![7]);
+        let mut inside = Inside {
+            weights: vec![7.0],
+            masks: vec![7],
+            starts: vec![7],
+        };
         // SAFETY: the CPU has AVX-512.
-        let (above, total) = unsafe { collect(&w, lo, hi, &mut inside, &mut ids) };
+        let (above, total) = unsafe { collect(&w, lo, hi, &mut inside) };
         let slow: Vec<u32> = (0..w.len() as u32)
             .filter(|&i| (w[i as usize] >= lo) & (w[i as usize] < hi))
             .collect();
         assert!(slow.len() > 100);
-        assert_eq!(ids, slow);
+        assert_ne!(w.len() % LANES, 0, "a partial last block");
+        assert_eq!(inside.masks.len(), w.len().div_ceil(LANES));
+        let ids: Vec<Option<u32>> = (0..slow.len()).map(|j| inside.id(j)).collect();
+        assert_eq!(ids, slow.iter().map(|&i| Some(i)).collect::<Vec<_>>());
+        assert_eq!(inside.id(slow.len()), None);
         assert_eq!(
-            inside,
+            inside.weights,
             slow.iter().map(|&i| w[i as usize]).collect::<Vec<_>>()
         );
+        let inside = inside.weights;
         let exact = |keep: &dyn Fn(f32) -> bool| -> f64 {
             w.iter().filter(|&&v| keep(v)).map(|&v| f64::from(v)).sum()
         };

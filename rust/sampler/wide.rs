@@ -9,14 +9,14 @@
 //! additions, so both give the same bits.
 
 use std::arch::x86_64::{
-    __m512, __m512d, __mmask16, _kandn_mask16, _mm512_add_epi32, _mm512_add_pd, _mm512_add_ps,
-    _mm512_castps512_ps256, _mm512_cmp_ps_mask, _mm512_cvtps_pd, _mm512_extractf32x8_ps,
-    _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_add_pd, _mm512_mask_add_ps, _mm512_mask_loadu_ps,
-    _mm512_mask_max_ps, _mm512_mask_storeu_ps, _mm512_maskz_compress_epi32,
+    __m512, __m512d, __mmask16, _kandn_mask16, _mm512_add_pd, _mm512_add_ps,
+    _mm512_castps512_ps256, _mm512_castps_si512, _mm512_cmp_ps_mask, _mm512_cmplt_epu32_mask,
+    _mm512_cvtps_pd, _mm512_extractf32x8_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_mask_add_pd,
+    _mm512_mask_add_ps, _mm512_mask_loadu_ps, _mm512_mask_max_ps, _mm512_mask_storeu_ps,
     _mm512_maskz_compress_ps, _mm512_maskz_loadu_ps, _mm512_maskz_scalef_ps, _mm512_max_ps,
-    _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setr_epi32, _mm512_setzero_pd,
-    _mm512_setzero_ps, _mm512_storeu_epi32, _mm512_storeu_pd, _mm512_storeu_ps, _mm512_sub_ps,
-    _mm_prefetch, _CMP_GE_OQ, _CMP_GT_OQ, _CMP_UNORD_Q, _MM_HINT_T1,
+    _mm512_mul_ps, _mm512_set1_epi32, _mm512_set1_ps, _mm512_setzero_pd, _mm512_setzero_ps,
+    _mm512_storeu_pd, _mm512_storeu_ps, _mm512_sub_epi32, _mm512_sub_ps, _mm_prefetch, _CMP_GE_OQ,
+    _CMP_GT_OQ, _CMP_UNORD_Q, _MM_HINT_T1,
 };
 
 use super::kernels::{self, lane_total, EXP_POLY, LN2_HI, LN2_LO, LOG2E, ROUND_MAGIC, SUM_BLOCK};
@@ -169,39 +169,52 @@ fn lane_sum(lo: __m512d, hi: __m512d) -> f64 {
 }
 
 /// [`super::bracket`]'s `collect` over whole blocks: (exact mass of the weights `>= hi`,
-/// exact total), and the weights in `[lo, hi)` and their ids appended to `inside` and
-/// `ids`, in order. They are packed with a compress and an unconditional store, not a
-/// branch per block:
-/// how many of a block are inside varies at random, and mispredicted branches cost more
-/// than the pass.
+/// exact total), and the weights in `[lo, hi)` appended to `inside`, in order, with each
+/// block's mask of them in `masks` and the count before it in `starts` (their ids, see
+/// [`super::bracket`]'s `inside_id`). They are packed with a compress and an unconditional
+/// store, not a branch per block: how many of a block are inside varies at random, and
+/// mispredicted branches cost more than the pass. The ids are not packed too: the
+/// compresses share one port with the compares, and only a handful of ids are ever
+/// needed.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F and DQ (see [`crate::has_avx512`]).
+/// The CPU must have AVX-512 F and DQ (see [`crate::has_avx512`]); `0 < lo <= hi`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,popcnt,bmi1,bmi2,lzcnt")]
 pub unsafe fn collect(
     weights: &[f32],
     lo: f32,
     hi: f32,
     inside: &mut Vec<f32>,
-    ids: &mut Vec<u32>,
+    masks: &mut Vec<u16>,
+    starts: &mut Vec<u32>,
 ) -> (f64, f64) {
-    let (lo_v, hi_v) = (_mm512_set1_ps(lo), _mm512_set1_ps(hi));
+    let hi_v = _mm512_set1_ps(hi);
+    // Weights are >= +0.0 (never -0.0 or NaN), whose bits are in numeric order: `lo <= w <
+    // hi` is one unsigned compare of `bits(w) - bits(lo)` against the bracket's width.
+    let (lo_bits, width) = (
+        _mm512_set1_epi32(lo.to_bits() as i32),
+        _mm512_set1_epi32(hi.to_bits().wrapping_sub(lo.to_bits()) as i32),
+    );
     let (mut tot0, mut tot1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
     let (mut ab0, mut ab1) = (_mm512_setzero_pd(), _mm512_setzero_pd());
+    let blocks = weights.len() / LANES;
     // Room for every weight plus one block: each store writes 16 floats.
     inside.reserve(weights.len() + LANES);
-    ids.reserve(weights.len() + LANES);
-    let (start, id_start) = (inside.len(), ids.len());
+    masks.reserve(blocks);
+    starts.reserve(blocks);
+    let (start, block0) = (inside.len(), masks.len());
     let out = inside.spare_capacity_mut().as_mut_ptr().cast::<f32>();
-    let out_ids = ids.spare_capacity_mut().as_mut_ptr().cast::<i32>();
-    let mut id = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
-    let step = _mm512_set1_epi32(LANES as i32);
+    let (mask_out, start_out) = (
+        masks.spare_capacity_mut().as_mut_ptr().cast::<u16>(),
+        starts.spare_capacity_mut().as_mut_ptr().cast::<u32>(),
+    );
     let mut n = 0usize;
-    for wb in weights.chunks_exact(LANES) {
+    for (b, wb) in weights.chunks_exact(LANES).enumerate() {
         // SAFETY: `wb` holds the 16 floats read.
         let w = unsafe { _mm512_loadu_ps(wb.as_ptr()) };
         let k_hi = _mm512_cmp_ps_mask::<_CMP_GE_OQ>(w, hi_v);
-        let k_in = _kandn_mask16(k_hi, _mm512_cmp_ps_mask::<_CMP_GE_OQ>(w, lo_v));
+        let k_in =
+            _mm512_cmplt_epu32_mask(_mm512_sub_epi32(_mm512_castps_si512(w), lo_bits), width);
         let (w0, w1) = (
             _mm512_cvtps_pd(_mm512_castps512_ps256(w)),
             _mm512_cvtps_pd(_mm512_extractf32x8_ps::<1>(w)),
@@ -210,18 +223,21 @@ pub unsafe fn collect(
         tot1 = _mm512_add_pd(tot1, w1);
         ab0 = _mm512_mask_add_pd(ab0, k_hi as u8, ab0, w0);
         ab1 = _mm512_mask_add_pd(ab1, (k_hi >> 8) as u8, ab1, w1);
-        // SAFETY: n <= weights already read, so n + 16 values fit in the reserved rooms.
+        // SAFETY: n <= weights already read, so n + 16 values fit in the reserved room, and
+        // `b < blocks` in the rooms for masks and starts.
         unsafe {
             _mm512_storeu_ps(out.add(n), _mm512_maskz_compress_ps(k_in, w));
-            _mm512_storeu_epi32(out_ids.add(n), _mm512_maskz_compress_epi32(k_in, id));
+            *mask_out.add(b) = k_in;
+            *start_out.add(b) = (start + n) as u32;
         }
         n += k_in.count_ones() as usize;
-        id = _mm512_add_epi32(id, step);
     }
-    // SAFETY: the first n values of the spare rooms were written above.
+    // SAFETY: the first n values of `inside`'s spare room, and one per block of the others,
+    // were written above.
     unsafe {
         inside.set_len(start + n);
-        ids.set_len(id_start + n);
+        masks.set_len(block0 + blocks);
+        starts.set_len(block0 + blocks);
     }
     (lane_sum(ab0, ab1), lane_sum(tot0, tot1))
 }
