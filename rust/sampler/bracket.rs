@@ -185,7 +185,8 @@ impl Inside {
 /// weights in `[lo, hi)` (into `inside`).
 ///
 /// # Safety
-/// The CPU must have AVX-512 (see [`crate::has_avx512`]); `0 < lo <= hi`.
+/// The CPU must have AVX-512 (see [`crate::has_avx512`]). (The bracket must also have
+/// `0 < lo <= hi`, for the result to be right.)
 #[inline(always)]
 unsafe fn collect(weights: &[f32], lo: f32, hi: f32, inside: &mut Inside) -> (f64, f64) {
     let Inside {
