@@ -105,8 +105,8 @@ pub unsafe fn exp_shifted_sums<const SCALED: bool, const SCAN: bool>(
             // nothing.
             unsafe {
                 if scan {
-                    // Past the row's end this names an address nothing reads: a prefetch
-                    // does not fault.
+                    // Past the row's end it names the rows after it, or memory that is not
+                    // ours: a prefetch loads nothing into registers and never faults.
                     _mm_prefetch::<_MM_HINT_T1>(fetch.as_ptr().wrapping_add(i + AHEAD).cast());
                     let n = _mm512_loadu_ps(fetch.as_ptr().add(i));
                     next_max = _mm512_max_ps(n, next_max);
