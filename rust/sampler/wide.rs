@@ -177,8 +177,8 @@ fn lane_sum(lo: __m512d, hi: __m512d) -> f64 {
 
 /// [`super::bracket`]'s `collect` over whole blocks: (exact mass of the weights `>= hi`,
 /// exact total), and the weights in `[lo, hi)` appended to `inside`, in order, with each
-/// block's mask of them in `masks` and the count before it in `starts` (their ids, see
-/// [`super::bracket`]'s `inside_id`). They are packed with a compress and an unconditional
+/// block's mask of them in `masks` and the count before it in `starts` (their ids: see
+/// `Inside::id` in [`super::bracket`]). They are packed with a compress and an unconditional
 /// store, not a branch per block: how many of a block are inside varies at random, and
 /// mispredicted branches cost more than the pass. The ids are not packed too: the
 /// compresses share one port with the compares, and only a handful of ids are ever
