@@ -305,11 +305,13 @@ mod tests {
             .collect()
     }
 
+    /// Byte `b` is token `b`.
+    fn identity_bytes() -> [u32; 256] {
+        std::array::from_fn(|i| i as u32)
+    }
+
     fn toy() -> Merger {
-        let mut byte_ids = [0u32; 256];
-        for (i, slot) in byte_ids.iter_mut().enumerate() {
-            *slot = i as u32;
-        }
+        let byte_ids = identity_bytes();
         // a=97 b=98: aa→256 (0), ab→257 (1), 256+256→258 (2), 257 a→259 (3), b b→260 (4)
         Merger::new(
             byte_ids,
@@ -354,10 +356,7 @@ mod tests {
         // a + bb -> abb (2) becomes possible only after b + b -> bb (4), and ab + b -> abb
         // shares its rank. The queue must still take the lowest (rank, position) each time:
         // in "bbbb", bb + b (2) made at 0 goes before the b + b (4) at 2.
-        let mut byte_ids = [0u32; 256];
-        for (i, slot) in byte_ids.iter_mut().enumerate() {
-            *slot = i as u32;
-        }
+        let byte_ids = identity_bytes();
         let m = Merger::new(
             byte_ids,
             [
