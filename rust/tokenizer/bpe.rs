@@ -27,6 +27,17 @@ pub struct Merger {
     byte_ids: [u32; 256],
     /// (left id, right id) → (priority, merged id).
     pairs: FxHashMap<u64, (u32, u32)>,
+    /// One bit per hash of a pair, set for every rule. Most pairs a merge asks about have no
+    /// rule (about 70 % in Chinese), and this answers them from a table that fits in L2
+    /// instead of probing `pairs` (8.5 MB for o200k_base's 446k rules: a cache miss a probe).
+    filter: Vec<u64>,
+    /// `64 - log2(bits in filter)`: the top bits of a hash index the filter.
+    filter_shift: u32,
+    /// The rules of every pair of ids below 256, `priority << 32 | merged` (`u64::MAX`: none),
+    /// indexed by `left * 256 + right`: the single bytes are ids 0-255 in GPT-2's and
+    /// tiktoken's vocabularies, and merging a piece starts with its bytes (~40 % of the
+    /// lookups in Chinese).
+    low: Vec<u64>,
 }
 
 /// The priority queue of [`Merger::merge_long`]: (priority, position) pairs, smallest first.
@@ -99,6 +110,12 @@ impl Buckets {
     }
 }
 
+/// The filter's hash of a pair key (a multiply: its top bits mix every bit of both ids).
+#[inline(always)]
+fn filter_hash(k: u64) -> u64 {
+    k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+}
+
 #[inline(always)]
 fn key(a: u32, b: u32) -> u64 {
     ((a as u64) << 32) | b as u64
@@ -115,7 +132,30 @@ impl Merger {
         for (a, b, prio, id) in rules {
             pairs.entry(key(a, b)).or_insert((prio, id));
         }
-        Merger { byte_ids, pairs }
+        // About 8 bits a rule: ~12 % of absent pairs pass (1 - e^(-1/8)).
+        let bits = (pairs.len() * 8)
+            .next_power_of_two()
+            .clamp(1 << 12, 1 << 23);
+        let mut filter = vec![0u64; bits / 64];
+        let filter_shift = 64 - bits.trailing_zeros();
+        for &k in pairs.keys() {
+            let h = filter_hash(k) >> filter_shift;
+            filter[(h / 64) as usize] |= 1 << (h % 64);
+        }
+        let mut low = vec![u64::MAX; 1 << 16];
+        for (&k, &(p, m)) in &pairs {
+            let (a, b) = (k >> 32, k & 0xffff_ffff);
+            if a < 256 && b < 256 {
+                low[(a * 256 + b) as usize] = (u64::from(p) << 32) | u64::from(m);
+            }
+        }
+        Merger {
+            byte_ids,
+            pairs,
+            filter,
+            filter_shift,
+            low,
+        }
     }
 
     /// The number of merge rules.
@@ -130,7 +170,21 @@ impl Merger {
 
     #[inline(always)]
     fn rule(&self, a: u32, b: u32) -> Option<(u32, u32)> {
-        self.pairs.get(&key(a, b)).copied()
+        if (a | b) < 256 {
+            let r = self
+                .low
+                .get((a * 256 + b) as usize)
+                .copied()
+                .unwrap_or(u64::MAX);
+            return (r != u64::MAX).then_some(((r >> 32) as u32, r as u32));
+        }
+        let k = key(a, b);
+        let h = filter_hash(k) >> self.filter_shift;
+        let word = self.filter.get((h / 64) as usize).copied().unwrap_or(0);
+        if word & (1 << (h % 64)) == 0 {
+            return None;
+        }
+        self.pairs.get(&k).copied()
     }
 
     /// Appends the tokens of `piece` to `out`, merging from single bytes.
@@ -143,47 +197,7 @@ impl Merger {
     }
 
     fn merge_short(&self, piece: &[u8], out: &mut Vec<u32>) {
-        let n = piece.len();
-        let mut ids = [0u32; SHORT];
-        // prios[i]: priority of merging ids[i] with ids[i + 1] (u32::MAX: no rule).
-        let mut prios = [u32::MAX; SHORT];
-        let mut merged = [0u32; SHORT];
-        for (slot, &b) in ids.iter_mut().zip(piece) {
-            *slot = self.byte_ids[b as usize];
-        }
-        let mut len = n;
-        for i in 0..len.saturating_sub(1) {
-            if let Some((p, m)) = self.rule(ids[i], ids[i + 1]) {
-                prios[i] = p;
-                merged[i] = m;
-            }
-        }
-        while len > 1 {
-            // Lowest priority, leftmost on ties.
-            let mut best = u32::MAX;
-            let mut at = 0;
-            for (i, &p) in prios[..len - 1].iter().enumerate() {
-                if p < best {
-                    best = p;
-                    at = i;
-                }
-            }
-            if best == u32::MAX {
-                break;
-            }
-            ids[at] = merged[at];
-            ids.copy_within(at + 2..len, at + 1);
-            prios.copy_within(at + 2..len, at + 1);
-            merged.copy_within(at + 2..len, at + 1);
-            len -= 1;
-            prios[len - 1] = u32::MAX;
-            for i in at.checked_sub(1).into_iter().chain([at]) {
-                if i + 1 < len {
-                    (prios[i], merged[i]) = self.rule(ids[i], ids[i + 1]).unwrap_or((u32::MAX, 0));
-                }
-            }
-        }
-        out.extend_from_slice(&ids[..len]);
+        merge_short_dispatch(self, piece, out);
     }
 
     fn merge_long(&self, piece: &[u8], out: &mut Vec<u32>) {
@@ -271,127 +285,79 @@ impl Merger {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
+simd_dispatch! {
+    fn merge_short_dispatch / merge_short_avx2 (m: &Merger, piece: &[u8], out: &mut Vec<u32>)
+        => merge_short_generic
+}
 
-    /// The obvious reference: rescan every pair, merge the lowest, repeat.
-    fn naive(m: &Merger, piece: &[u8]) -> Vec<u32> {
-        let mut ids: Vec<u32> = piece.iter().map(|&b| m.byte_ids[b as usize]).collect();
-        loop {
-            let best = (0..ids.len().saturating_sub(1))
-                .filter_map(|i| m.rule(ids[i], ids[i + 1]).map(|(p, t)| (p, i, t)))
-                .min();
-            match best {
-                Some((_, i, t)) => {
-                    ids[i] = t;
-                    ids.remove(i + 1);
-                }
-                None => return ids,
+/// [`Merger::merge`] for a piece of at most [`SHORT`] bytes: rescans every pair for the
+/// lowest, as the reference does, but over fixed slots so that the scan is a vector min.
+///
+/// Symbols stay at the position of their first byte, linked by `next`/`prev`; a merge kills
+/// the right symbol instead of shifting the arrays (three memmoves a merge before). `keys[i]`
+/// is `priority << 32 | i` for the pair starting at `i`, `u64::MAX` for none, so the smallest
+/// key is the lowest priority, leftmost on ties, and a min over whole registers finds it
+/// (+7 % on Chinese with o200k_base, where 68 % of the bytes are in pieces of 16-64 bytes).
+#[inline(always)]
+fn merge_short_generic(m: &Merger, piece: &[u8], out: &mut Vec<u32>) {
+    const END: u8 = u8::MAX;
+    let n = piece.len().min(SHORT);
+    let mut ids = [0u32; SHORT];
+    let mut merged = [0u32; SHORT];
+    let mut keys = [u64::MAX; SHORT];
+    let mut next = [END; SHORT];
+    let mut prev = [END; SHORT];
+    for (i, &b) in piece[..n].iter().enumerate() {
+        ids[i] = m.byte_ids[b as usize];
+        // Positions are below SHORT (64), so they fit in a u8 and never equal END.
+        next[i] = if i + 1 < n { (i + 1) as u8 } else { END };
+        prev[i] = if i > 0 { (i - 1) as u8 } else { END };
+    }
+    let key_at = |p: u32, i: usize| (u64::from(p) << 32) | i as u64;
+    for i in 0..n.saturating_sub(1) {
+        if let Some((p, t)) = m.rule(ids[i], ids[i + 1]) {
+            keys[i] = key_at(p, i);
+            merged[i] = t;
+        }
+    }
+    // Only the first `width` slots can hold a pair; whole groups of 8 keep the min vectorised.
+    let width = n.saturating_sub(1).div_ceil(8) * 8;
+    loop {
+        let best = keys[..width].iter().fold(u64::MAX, |a, &k| a.min(k));
+        if best == u64::MAX {
+            break;
+        }
+        let i = (best & 0xffff_ffff) as usize % SHORT;
+        let j = next[i] as usize % SHORT;
+        ids[i] = merged[i];
+        keys[j] = u64::MAX;
+        let k = next[j];
+        next[i] = k;
+        keys[i] = u64::MAX;
+        if k != END {
+            let k = k as usize % SHORT;
+            prev[k] = i as u8;
+            if let Some((p, t)) = m.rule(ids[i], ids[k]) {
+                keys[i] = key_at(p, i);
+                merged[i] = t;
+            }
+        }
+        if prev[i] != END {
+            let h = prev[i] as usize % SHORT;
+            keys[h] = u64::MAX;
+            if let Some((p, t)) = m.rule(ids[h], ids[i]) {
+                keys[h] = key_at(p, h);
+                merged[h] = t;
             }
         }
     }
-
-    /// A piece of `len` bytes, 'a' where `(seed >> (i % period)) & mask == 0`, else 'b'.
-    fn ab_piece(seed: u64, len: usize, period: usize, mask: u64) -> Vec<u8> {
-        (0..len)
-            .map(|i| {
-                if (seed >> (i % period)) & mask == 0 {
-                    b'a'
-                } else {
-                    b'b'
-                }
-            })
-            .collect()
-    }
-
-    /// Byte `b` is token `b`.
-    fn identity_bytes() -> [u32; 256] {
-        std::array::from_fn(|i| i as u32)
-    }
-
-    fn toy() -> Merger {
-        let byte_ids = identity_bytes();
-        // a=97 b=98: aa→256 (0), ab→257 (1), 256+256→258 (2), 257 a→259 (3), b b→260 (4)
-        Merger::new(
-            byte_ids,
-            [
-                (97, 97, 0, 256),
-                (97, 98, 1, 257),
-                (256, 256, 2, 258),
-                (257, 97, 3, 259),
-                (98, 98, 4, 260),
-                (258, 258, 5, 261),
-            ],
-        )
-    }
-
-    #[test]
-    fn short_and_long_paths_match_the_naive_merge() {
-        let m = toy();
-        let mut seed = 12345u64;
-        for len in (0..200).chain([500, 1000]) {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let piece = ab_piece(seed, len, 61, 1);
-            let want = naive(&m, &piece);
-            let mut short = Vec::new();
-            let mut long = Vec::new();
-            if piece.len() <= SHORT {
-                m.merge_short(&piece, &mut short);
-                assert_eq!(short, want, "{piece:?}");
-            }
-            m.merge_long(&piece, &mut long);
-            assert_eq!(long, want, "{piece:?}");
-        }
-        let mut out = Vec::new();
-        m.merge(b"aaaaaaaa", &mut out);
-        assert_eq!(out, vec![261]);
-    }
-
-    #[test]
-    fn pairs_ranked_before_the_merge_that_made_them_are_merged_next() {
-        // tiktoken makes every split of a token a rule with the token's rank: here
-        // a + bb -> abb (2) becomes possible only after b + b -> bb (4), and ab + b -> abb
-        // shares its rank. The queue must still take the lowest (rank, position) each time:
-        // in "bbbb", bb + b (2) made at 0 goes before the b + b (4) at 2.
-        let byte_ids = identity_bytes();
-        let m = Merger::new(
-            byte_ids,
-            [
-                (97, 97, 0, 256),
-                (97, 98, 1, 257),
-                (97, 260, 2, 262),
-                (257, 98, 2, 262),
-                (256, 256, 3, 258),
-                (98, 98, 4, 260),
-                (262, 262, 1, 263),
-                (258, 262, 0, 264),
-                (260, 98, 2, 265),
-            ],
-        );
-        let mut seed = 99u64;
-        for len in [65usize, 100, 257, 1000, 4000] {
-            for _ in 0..20 {
-                seed = seed
-                    .wrapping_mul(6364136223846793005)
-                    .wrapping_add(1442695040888963407);
-                let piece = ab_piece(seed, len, 53, 3);
-                let mut long = Vec::new();
-                m.merge_long(&piece, &mut long);
-                assert_eq!(long, naive(&m, &piece), "{piece:?}");
-            }
-        }
-    }
-
-    #[test]
-    fn a_megabyte_of_one_byte_is_fast() {
-        let m = toy();
-        let t = std::time::Instant::now();
-        let mut out = Vec::new();
-        m.merge(&vec![b'a'; 1 << 20], &mut out);
-        assert_eq!(out.len(), (1 << 20) / 8);
-        assert!(t.elapsed().as_secs() < 5);
+    let mut i = if n > 0 { 0 } else { END };
+    while i != END {
+        out.push(ids[i as usize % SHORT]);
+        i = next[i as usize % SHORT];
     }
 }
+
+#[cfg(test)]
+#[path = "bpe_tests.rs"]
+mod tests;
