@@ -6,7 +6,8 @@ One run measures, side by side and on the same text:
   tokens/s), for GPT-2's vocabulary (ours, tiktoken, HF tokenizers) and for cl100k_base and
   o200k_base (ours, tiktoken, bpe-openai);
 - batch encode on all cores (ours, tiktoken's thread pool, HF's rayon pool), and our own
-  speedup over one thread;
+  speedup over one thread, beside a control: plain threads each running the single-thread
+  call on a share of the text, which shows what the machine itself gives at that moment;
 - decode of those ids;
 - pathological inputs: 1 MB of one letter, 100k spaces, a 50 KB run of one CJK character.
 
@@ -28,6 +29,7 @@ import platform
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from functools import partial
@@ -198,6 +200,7 @@ class Report:
     def __init__(self) -> None:
         self.rows: list[dict] = []
         self.scaling: dict[str, list[float]] = {}  # vocab -> paired 1T/batch wall ratios
+        self.control: dict[str, list[float]] = {}  # vocab -> the same for PlainThreads
         print(
             f"{'vocab':12} {'case':22} {'impl':14} {'wall ms':>9} {'cpu ms':>9} "
             f"{'MB/s':>8} {'MB/s cpu':>8} {'Mtok/s':>7}"
@@ -246,7 +249,9 @@ def bench_text(report, mismatches, name, impls, label, text, threads, repeat) ->
             ntok = len(ids["ours"])
             report.add(name, f"{label} batch {threads}T", impl, wall, cpu, nbytes, ntok)
     if label == "English":
-        report.scaling[name] = paired_scaling(ours, text, docs, threads, 3 * repeat)
+        report.scaling[name], report.control[name] = paired_scaling(
+            ours, text, docs, threads, 3 * repeat
+        )
     for impl, tok in impls.items():
         if tok.decode(ids["ours"]) != text:
             mismatches.append(f"{name} {label}: {impl} decode != text")
@@ -267,24 +272,81 @@ def bench_pathological(report, mismatches, name, impls, repeat) -> None:
             report.add(name, label, impl, wall, cpu, len(text.encode()), len(got))
 
 
-def paired_scaling(ours, text: str, docs: list[str], threads: int, pairs: int) -> list[float]:
-    """Wall-time ratios (one call on the whole text / batch of its documents), run in pairs.
+class PlainThreads:
+    """``threads`` Python threads, each encoding its share of a text with our single-thread call.
 
-    Alternating the two calls lets a drift in the machine (a neighbour, frequency) hit both
-    sides of each ratio alike; the median of the ratios is the scaling figure.
+    The control for the batch's scaling: no batch code, only the call that the single-thread
+    figure times, run at once on every core. Its speedup over one thread is what this machine
+    gives plain concurrent encoders at that moment, so a batch figure below the target that
+    matches the control is the machine's, not the batch code's.
+    """
+
+    def __init__(self, ours, text: str, threads: int) -> None:
+        lines = text.splitlines(keepends=True)
+        step = -(-len(lines) // threads)
+        self.parts = ["".join(lines[i : i + step]) for i in range(0, len(lines), step)]
+        self.go = threading.Barrier(len(self.parts) + 1)
+        self.done = threading.Barrier(len(self.parts) + 1)
+        self.stop = False
+        self.workers = [
+            threading.Thread(target=self._work, args=(ours, part), daemon=True)
+            for part in self.parts
+        ]
+        for w in self.workers:
+            w.start()
+
+    def _work(self, ours, part: str) -> None:
+        while True:
+            self.go.wait()
+            if self.stop:
+                return
+            ours.encode_ordinary(part)
+            self.done.wait()
+
+    def __call__(self) -> None:
+        self.go.wait()
+        self.done.wait()
+
+    def close(self) -> None:
+        self.stop = True
+        self.go.wait()
+        for w in self.workers:
+            w.join()
+
+
+def paired_scaling(
+    ours, text: str, docs: list[str], threads: int, pairs: int
+) -> tuple[list[float], list[float]]:
+    """Wall-time ratios (one call on the whole text / batch of its documents), run in pairs,
+    and the same ratios for the :class:`PlainThreads` control.
+
+    Alternating the calls lets a drift in the machine (a neighbour, frequency) hit every side
+    of each ratio alike; the median of the ratios is the scaling figure. The batch and the
+    control swap places every round, so neither always runs right after the single thread.
     """
     one = partial(ours.encode_ordinary, text)
     many = partial(ours.encode_ordinary_batch, docs, num_threads=threads)
-    one(), many()
-    ratios = []
-    for _ in range(pairs):
+    control = PlainThreads(ours, text, threads)
+
+    def timed(fn: Callable[[], object]) -> float:
         w0 = time.perf_counter()
-        one()
-        w1 = time.perf_counter()
-        many()
-        w2 = time.perf_counter()
-        ratios.append((w1 - w0) / (w2 - w1))
-    return ratios
+        fn()
+        return time.perf_counter() - w0
+
+    try:
+        one(), many(), control()
+        batch_ratios, control_ratios = [], []
+        for i in range(pairs):
+            single = timed(one)
+            if i % 2:
+                c, b = timed(control), timed(many)
+            else:
+                b, c = timed(many), timed(control)
+            batch_ratios.append(single / b)
+            control_ratios.append(single / c)
+    finally:
+        control.close()
+    return batch_ratios, control_ratios
 
 
 def run(args: argparse.Namespace) -> None:
@@ -340,12 +402,15 @@ def verdicts(report: Report, vocabs: list[str], threads: int, mismatches: list[s
         efficiency = _speed(many, "cpu") / _speed(one, "cpu")
         ratios = report.scaling[name]
         speedup = statistics.median(ratios)
+        control = statistics.median(report.control[name])
         verdict = _verdict(speedup >= 1.8) if cores >= 1.5 or speedup >= 1.8 else "N/A "
         print(
             f"  {verdict} {name} batch on {threads} cores: {speedup:.2f}x our single-thread "
             f"rate by wall time (target >= 1.8x; median of {len(ratios)} paired runs, "
             f"{min(ratios):.2f}-{max(ratios):.2f}); the batch got {cores:.2f} cores of CPU, "
-            f"and did the work in {1 / efficiency:.2f}x the CPU time of one thread"
+            f"and did the work in {1 / efficiency:.2f}x the CPU time of one thread; "
+            f"control, {threads} plain threads on 1/{threads} of the text each: {control:.2f}x "
+            f"(same rounds)"
         )
         dec = _speed(g(name, "English decode", "ours"), "cpu") / _speed(
             g(name, "English decode", "tiktoken"), "cpu"
