@@ -101,7 +101,9 @@ fn pairs_ranked_before_the_merge_that_made_them_are_merged_next() {
         ],
     );
     let mut seed = 99u64;
-    for len in [2usize, 3, 9, 17, 40, 63, 64, 65, 100, 257, 1000, 4000] {
+    for len in [
+        2usize, 3, 9, 17, 40, 63, 64, 65, 100, 200, 255, 256, 257, 1000, 4000,
+    ] {
         for _ in 0..20 {
             seed = seed
                 .wrapping_mul(6364136223846793005)
