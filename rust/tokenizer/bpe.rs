@@ -8,7 +8,9 @@
 //! Performance notes:
 //! - Most pieces of real text are one token: a single hash lookup of the whole piece answers
 //!   them (only when the vocabulary guarantees that BPE would give that token anyway).
-//! - Short pieces merge in a small array, rescanning for the minimum (fast for n ≲ 64).
+//! - Pieces up to 256 bytes merge in fixed slots, rescanning for the minimum with a vector
+//!   min; rule lookups go through a bit filter and a dense table for ids below 256 before
+//!   the hash map.
 //! - Long pieces (a megabyte of one character) use a priority queue of candidate pairs over a
 //!   linked list of symbols: O(n log n), never quadratic.
 
