@@ -34,6 +34,27 @@ fn ab_piece(seed: u64, len: usize, period: usize, mask: u64) -> Vec<u8> {
         .collect()
 }
 
+/// The next value of a seed (a 64-bit LCG): the tests' reproducible randomness.
+fn step(seed: &mut u64) -> u64 {
+    *seed = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    *seed
+}
+
+/// Asserts that the queue, and the slots where the piece fits them, give the naive merge.
+fn assert_paths_match_naive(m: &Merger, piece: &[u8]) {
+    let want = naive(m, piece);
+    let mut long = Vec::new();
+    m.merge_long(piece, &mut long);
+    assert_eq!(long, want, "{piece:?}");
+    if piece.len() <= SHORT {
+        let mut short = Vec::new();
+        m.merge_short(piece, &mut short);
+        assert_eq!(short, want, "{piece:?}");
+    }
+}
+
 /// Byte `b` is token `b`.
 fn identity_bytes() -> [u32; 256] {
     std::array::from_fn(|i| i as u32)
@@ -60,19 +81,7 @@ fn short_and_long_paths_match_the_naive_merge() {
     let m = toy();
     let mut seed = 12345u64;
     for len in (0..200).chain([500, 1000]) {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let piece = ab_piece(seed, len, 61, 1);
-        let want = naive(&m, &piece);
-        let mut short = Vec::new();
-        let mut long = Vec::new();
-        if piece.len() <= SHORT {
-            m.merge_short(&piece, &mut short);
-            assert_eq!(short, want, "{piece:?}");
-        }
-        m.merge_long(&piece, &mut long);
-        assert_eq!(long, want, "{piece:?}");
+        assert_paths_match_naive(&m, &ab_piece(step(&mut seed), len, 61, 1));
     }
     let mut out = Vec::new();
     m.merge(b"aaaaaaaa", &mut out);
@@ -105,19 +114,7 @@ fn pairs_ranked_before_the_merge_that_made_them_are_merged_next() {
         2usize, 3, 9, 17, 40, 63, 64, 65, 100, 200, 255, 256, 257, 1000, 4000,
     ] {
         for _ in 0..20 {
-            seed = seed
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            let piece = ab_piece(seed, len, 53, 3);
-            let want = naive(&m, &piece);
-            let mut long = Vec::new();
-            m.merge_long(&piece, &mut long);
-            assert_eq!(long, want, "{piece:?}");
-            if len <= SHORT {
-                let mut short = Vec::new();
-                m.merge_short(&piece, &mut short);
-                assert_eq!(short, want, "{piece:?}");
-            }
+            assert_paths_match_naive(&m, &ab_piece(step(&mut seed), len, 53, 3));
         }
     }
 }
@@ -127,12 +124,7 @@ fn rule_lookup_agrees_with_a_plain_map() {
     // Rules between ids below 256 (the dense table) and above (the filter, then the map),
     // and many pairs without a rule, some of which the filter lets through.
     let mut seed = 7u64;
-    let mut rand = |n: u64| {
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (seed >> 33) % n
-    };
+    let mut rand = |n: u64| (step(&mut seed) >> 33) % n;
     let mut rules = Vec::new();
     for i in 0..20_000u32 {
         let bound = if i % 4 == 0 { 256 } else { 300_000 };
